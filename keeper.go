@@ -112,7 +112,7 @@ type Keeper struct {
 	wg        sync.WaitGroup
 
 	randFloat func() float64 // jitter source; tests replace it
-	panics    atomic.Uint64   // source panics recovered
+	panics    atomic.Uint64  // source panics recovered
 }
 
 const numShards = 256
