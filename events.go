@@ -40,6 +40,8 @@ const (
 	// EventExpiryClamped: a token arrived with an expiry beyond
 	// Policy.MaxLifetime (Expiry) and was clamped.
 	EventExpiryClamped
+	// EventAdopted: a token obtained elsewhere was installed (Handle.Adopt).
+	EventAdopted
 )
 
 var eventNames = [...]string{
@@ -54,6 +56,7 @@ var eventNames = [...]string{
 	EventClockJump:      "clock-jump",
 	EventStoreFailed:    "store-failed",
 	EventExpiryClamped:  "expiry-clamped",
+	EventAdopted:        "adopted",
 }
 
 // String returns the kind's name, such as "succeeded".

@@ -560,6 +560,40 @@ func (h *Handle) Invalidate(tok *oauth2.Token) bool {
 	return true
 }
 
+// Adopt installs tok as the current token, as if a refresh had returned it:
+// for a token obtained elsewhere (another process sharing a store, a sign-in
+// flow). The Store is not written. Failure state (retries, a need for
+// re-authentication) is cleared and the next refresh is planned from tok.
+// It fails with ErrInvalidToken for a nil, empty or expired token, and with
+// ErrUnknownToken or ErrClosed after Remove or Close.
+func (h *Handle) Adopt(tok *oauth2.Token) error {
+	if h.removed.Load() {
+		return &nameError{name: h.name, err: ErrUnknownToken}
+	}
+	if h.k.closed.Load() {
+		return ErrClosed
+	}
+	now := h.k.clock.wallTime()
+	var cur *oauth2.Token
+	if s := h.cur.Load(); s != nil {
+		cur = s.tok
+	}
+	snap, err := h.accept(tok, cur, now)
+	if err != nil {
+		return err
+	}
+	h.cur.Store(snap)
+	h.mu.Lock()
+	h.reauth = nil
+	h.retryAt = time.Time{}
+	h.failures = 0
+	h.lastErr = nil
+	h.mu.Unlock()
+	h.k.emit(Event{Kind: EventAdopted, Token: h.name, Group: h.group, Expiry: expiryTime(snap), Time: now})
+	h.k.sched.evaluateSoon(h)
+	return nil
+}
+
 // Backoff returns the wait before retry number n (0 for the first retry)
 // with exponential backoff and full jitter: r * min(max, base*2^n), where r
 // is a uniform random number in [0,1).

@@ -677,3 +677,36 @@ func (s *memStore) get(name string) *oauth2.Token {
 	defer s.mu.Unlock()
 	return s.m[name]
 }
+
+func TestAdopt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := &fakeSource{fn: func(ctx context.Context, n int, _ *oauth2.Token) (*oauth2.Token, error) {
+			return nil, Permanent(errors.New("revoked"))
+		}}
+		k := newKeeper(t, Config{})
+		h, _ := k.Add(TokenConfig{Name: "a", Source: src})
+		if _, err := h.TokenContext(t.Context()); !errors.Is(err, ErrReauthRequired) {
+			t.Fatalf("err = %v", err)
+		}
+		if err := h.Adopt(nil); !errors.Is(err, ErrInvalidToken) {
+			t.Errorf("Adopt(nil) = %v", err)
+		}
+		if err := h.Adopt(newTok("stale", time.Now().Add(-time.Minute))); !errors.Is(err, ErrInvalidToken) {
+			t.Errorf("Adopt(expired) = %v", err)
+		}
+		if err := h.Adopt(newTok("signed-in", time.Now().Add(time.Hour))); err != nil {
+			t.Fatal(err)
+		}
+		tok, err := h.TokenContext(t.Context())
+		if err != nil || tok.AccessToken != "signed-in" {
+			t.Fatalf("after Adopt: %v, %v", tok, err)
+		}
+		if st := h.Status(); st.State != StateValid {
+			t.Errorf("state = %v", st.State)
+		}
+		k.Remove("a")
+		if err := h.Adopt(newTok("x", time.Now().Add(time.Hour))); !errors.Is(err, ErrUnknownToken) {
+			t.Errorf("after remove: %v", err)
+		}
+	})
+}
