@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tokenkeeper/tokenkeeper/internal/plan"
 	"github.com/tokenkeeper/tokenkeeper/internal/queue"
 	"golang.org/x/oauth2"
 )
@@ -29,8 +28,7 @@ type Handle struct {
 	group string
 	g     *group
 	src   Source
-	pol   Policy
-	added time.Time
+	pol   *Policy // resolved; shared by tokens with the same policy
 
 	jitter float64
 
@@ -46,14 +44,15 @@ type Handle struct {
 	lastErr       error
 	failures      int // consecutive
 	retryAt       time.Time
-	decision      plan.Decision
+	windowStart   int64 // Unix ns of the current window (status only)
+	windowEnd     int64
 	inflightSince time.Time
 	attempts      uint64
 	refreshes     uint64
 	failed        uint64
 	lastRefresh   time.Time
 	lastLatency   time.Duration
-	lat           [16]time.Duration // recent refresh latencies (ring)
+	lat           [8]time.Duration // recent refresh latencies (ring)
 	latN          int
 	failRate      float64 // exponentially weighted, per attempt
 	nextAt        time.Time

@@ -111,6 +111,8 @@ type Keeper struct {
 	closeOnce sync.Once
 	wg        sync.WaitGroup
 
+	defPolicy *Policy // cfg.Policy with defaults, shared
+
 	randFloat func() float64 // jitter source; tests replace it
 	panics    atomic.Uint64  // source panics recovered
 }
@@ -157,6 +159,8 @@ func New(cfg Config) (*Keeper, error) {
 		groups:    make(map[string]*group),
 		randFloat: rand.Float64,
 	}
+	def := cfg.Policy.withDefaults()
+	k.defPolicy = &def
 	for i := range k.shards {
 		m := make(map[string]*Handle)
 		k.shards[i].m.Store(&m)
@@ -203,12 +207,13 @@ func (k *Keeper) Add(tc TokenConfig) (*Handle, error) {
 	if tc.Source == nil {
 		return nil, fmt.Errorf("tokenkeeper: token %q has no Source", tc.Name)
 	}
-	pol := k.cfg.Policy
+	pol := k.defPolicy
 	if tc.Policy != nil {
-		pol = *tc.Policy
-		if err := pol.validate(); err != nil {
+		if err := tc.Policy.validate(); err != nil {
 			return nil, fmt.Errorf("token %q: %w", tc.Name, err)
 		}
+		p := tc.Policy.withDefaults()
+		pol = &p
 	}
 	grp := tc.Group
 	if grp == "" {
@@ -219,9 +224,9 @@ func (k *Keeper) Add(tc TokenConfig) (*Handle, error) {
 		name:  tc.Name,
 		group: grp,
 		src:   tc.Source,
-		pol:   pol.withDefaults(),
-		added: k.clock.wallTime(),
+		pol:   pol,
 	}
+	added := k.clock.wallTime()
 	if !pol.NoJitter {
 		h.jitter = k.randFloat()
 	}
@@ -237,9 +242,9 @@ func (k *Keeper) Add(tc TokenConfig) (*Handle, error) {
 		}
 	}
 	if initial != nil {
-		h.cur.Store(h.snapshotOf(initial, h.added, time.Time{}))
+		h.cur.Store(h.snapshotOf(initial, added, time.Time{}))
 	}
-	h.lastUsed.Store(h.added.Unix())
+	h.lastUsed.Store(added.Unix())
 
 	s := k.shardOf(tc.Name)
 	s.mu.Lock()

@@ -218,7 +218,7 @@ func (k *Keeper) evaluate(h *Handle, nowNs int64) {
 		return // the flight's end plans again
 	}
 	if h.reauth != nil {
-		h.decision = plan.Decision{}
+		h.windowStart, h.windowEnd = 0, 0
 		h.nextReason = reasonReauth
 		h.nextAt = time.Time{}
 		h.mu.Unlock()
@@ -244,7 +244,7 @@ func (k *Keeper) evaluate(h *Handle, nowNs int64) {
 		refresh, prio, at, reason = true, queue.Urgent, now, reasonInvalidated
 	default:
 		d := plan.Next(h.planInput(s, now))
-		h.decision = d
+		h.windowStart, h.windowEnd = unixNano(d.Window.Start), unixNano(d.Window.End)
 		at, reason = d.At, d.Reason.String()
 		refresh = d.Reason.Refresh()
 		if d.Reason == plan.ReasonUnused {
@@ -315,8 +315,22 @@ func (h *Handle) planInput(s *snapshot, now time.Time) plan.Input {
 	return in
 }
 
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func timeOf(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}
+
 // latencyP99 returns the 99th percentile of the recent latencies: with at
-// most 16 samples, their maximum. h.mu held.
+// most 8 samples, their maximum. h.mu held.
 func (h *Handle) latencyP99() time.Duration {
 	var m time.Duration
 	n := min(h.latN, len(h.lat))

@@ -104,7 +104,7 @@ func (h *Handle) Status() Status {
 
 	h.mu.Lock()
 	st.NextRefresh, st.NextReason = h.nextAt, h.nextReason
-	st.WindowStart, st.WindowEnd = h.decision.Window.Start, h.decision.Window.End
+	st.WindowStart, st.WindowEnd = timeOf(h.windowStart), timeOf(h.windowEnd)
 	st.RefreshingSince = h.inflightSince
 	st.Refreshes, st.Failed, st.Failures = h.refreshes, h.failed, h.failures
 	st.LastRefresh, st.LastLatency, st.LatencyP99 = h.lastRefresh, h.lastLatency, h.latencyP99()
