@@ -17,7 +17,8 @@ import (
 // little room for retries.
 type Policy struct {
 	// StartLead is how long before expiry the refresh window opens. If zero,
-	// a third of the token's lifetime.
+	// a third of the token's lifetime. StartLead and EndLead longer than
+	// half a token's lifetime are capped at half of it.
 	StartLead time.Duration
 	// EndLead is how long before expiry the window closes (the refresh is
 	// started then at the latest). If zero, a quarter of the token's lifetime.

@@ -197,6 +197,10 @@ func (s *scheduler) remove(i int) *Handle {
 	return h
 }
 
+// minRefreshGap is the shortest time between two planned refreshes of one
+// token.
+const minRefreshGap = time.Second
+
 // Reasons the keeper adds to the planner's.
 const (
 	reasonMissing     = "no-token"
@@ -251,6 +255,11 @@ func (k *Keeper) evaluate(h *Handle, nowNs int64) {
 			h.dormant.Store(true)
 		}
 	}
+	if refresh && prio != queue.Urgent && !h.lastRefresh.IsZero() && now.Sub(h.lastRefresh) < minRefreshGap {
+		// A source handing out tokens that are (nearly) expired on arrival
+		// must not make the keeper call it in a tight loop.
+		refresh, at = false, h.lastRefresh.Add(minRefreshGap)
+	}
 	changed := !at.Equal(h.nextAt) || reason != h.nextReason
 	h.nextAt, h.nextReason = at, reason
 	if refresh {
@@ -299,6 +308,17 @@ func (h *Handle) planInput(s *snapshot, now time.Time) plan.Input {
 	}
 	if s.expiry != 0 {
 		in.Expiry = time.Unix(0, s.expiry)
+		// Leads longer than half the lifetime are capped at half of it: a
+		// token shorter than the configured window is refreshed half-way
+		// through its life, not again and again on arrival. (Widening for
+		// latency and failures may still open the window earlier.)
+		half := time.Duration(s.expiry-s.issued) / 2
+		if in.StartLead > half {
+			in.StartLead = half
+		}
+		if in.EndLead > half {
+			in.EndLead = half
+		}
 	}
 	if s.refreshAt != 0 {
 		in.RefreshAt = time.Unix(0, s.refreshAt)
