@@ -29,6 +29,7 @@ import (
 type clock struct {
 	coarse atomic.Int64 // wall-clock Unix nanoseconds, at most one tick old while fast
 	fast   atomic.Bool  // the hot path may trust coarse
+	halted atomic.Bool  // the clock goroutine has stopped: always read time.Now
 	wake   chan struct{}
 
 	fastTick, slowTick time.Duration
@@ -77,7 +78,7 @@ func (c *clock) now() int64 {
 func (c *clock) slowNow() int64 {
 	n := c.wall(time.Now())
 	c.coarse.Store(n)
-	if c.fast.CompareAndSwap(false, true) {
+	if !c.halted.Load() && c.fast.CompareAndSwap(false, true) {
 		select {
 		case c.wake <- struct{}{}:
 		default:
@@ -89,7 +90,14 @@ func (c *clock) slowNow() int64 {
 // precise returns the precise wall-clock time in Unix nanoseconds.
 func (c *clock) precise() int64 { return c.wall(time.Now()) }
 
+// halt makes every reading precise from now on (the goroutine is gone).
+func (c *clock) halt() {
+	c.halted.Store(true)
+	c.fast.Store(false)
+}
+
 func (c *clock) run(ctx context.Context) {
+	defer c.halt()
 	prev := time.Now()
 	prevWall := c.wall(prev)
 	t := time.NewTimer(c.slowTick)

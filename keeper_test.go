@@ -710,3 +710,22 @@ func TestAdopt(t *testing.T) {
 		}
 	})
 }
+
+// After Close the keeper's clock no longer ticks; a Handle must still never
+// hand out a token that has expired since.
+func TestNoExpiredTokenAfterClose(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		k := newKeeper(t, Config{})
+		h, _ := k.Add(TokenConfig{Name: "a", Source: &fakeSource{}, Token: newTok("a", time.Now().Add(time.Minute))})
+		if _, err := h.TokenContext(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		k.Close()
+		time.Sleep(2 * time.Minute)
+		if tok, err := h.TokenContext(t.Context()); err == nil {
+			t.Fatalf("expired token %q handed out after Close", tok.AccessToken)
+		} else if !errors.Is(err, ErrClosed) {
+			t.Fatalf("err = %v, want ErrClosed", err)
+		}
+	})
+}
