@@ -319,17 +319,7 @@ func (k *Keeper) Remove(name string) error {
 	h.removed.Store(true)
 	k.sched.set(h, 0)
 	k.q.Remove(h)
-	h.mu.Lock()
-	f := h.flight
-	if f != nil && !f.running {
-		h.flight = nil
-	} else {
-		f = nil
-	}
-	h.mu.Unlock()
-	if f != nil {
-		f.complete(nil, &nameError{name: name, err: ErrUnknownToken})
-	}
+	h.abandonFlight(&nameError{name: name, err: ErrUnknownToken})
 	k.releaseGroup(h.g)
 	k.emit(Event{Kind: EventRemoved, Token: name, Group: h.group})
 	return nil
@@ -441,22 +431,26 @@ func (k *Keeper) Close() error {
 		// Flights that were queued but never ran would leave their waiters
 		// hanging: complete them.
 		for _, h := range k.handles() {
-			h.mu.Lock()
-			f := h.flight
-			if f != nil && !f.running {
-				h.flight = nil
-			} else {
-				f = nil
-			}
-			h.mu.Unlock()
-			if f != nil {
-				f.complete(nil, ErrClosed)
-			}
+			h.abandonFlight(ErrClosed)
 		}
 		k.events.stop()
 		k.wg.Wait()
 	})
 	return nil
+}
+
+// abandonFlight completes h's flight with err if it was queued but is not
+// running (a running one completes by itself).
+func (h *Handle) abandonFlight(err error) {
+	h.mu.Lock()
+	f := h.flight
+	if f == nil || f.running {
+		h.mu.Unlock()
+		return
+	}
+	h.flight = nil
+	h.mu.Unlock()
+	f.complete(nil, err)
 }
 
 func (k *Keeper) emit(e Event) {
