@@ -296,7 +296,16 @@ func ScrubBody(body []byte) string {
 
 // scrubFields replaces values after `"field"` + `:` (JSON) or `field=` (form).
 func scrubFields(s string) string {
-	lower := strings.ToLower(s)
+	// Lower-case ASCII only, byte by byte: strings.ToLower can change the
+	// length of non-ASCII text, and the indices found in lower are applied
+	// to s.
+	lb := []byte(s)
+	for i, c := range lb {
+		if 'A' <= c && c <= 'Z' {
+			lb[i] = c + 'a' - 'A'
+		}
+	}
+	lower := string(lb)
 	var out strings.Builder
 	i := 0
 	for i < len(s) {

@@ -106,6 +106,9 @@ func TestScrubBody(t *testing.T) {
 		`{"access_token": 12345, "token":"RT-SECRET"}`,
 		`{"refresh_token":"RT-\"SECRET\"", "note":"ok"}`,
 		strings.Repeat("x", 5000) + `access_token=AT-SECRET`,
+		"{\"x\":\"\u212a\u212a\u212a\u212a\u212a\u212a\u212a\u212a\",\"access_token\":\"AT-SECRET\"}",
+		`{"x":"ȺȺȺȺȺȺ","access_token":"AT-SECRET"}`,
+		"\xc6\"token\":\"RT-SECRET\"",
 	} {
 		got := ScrubBody([]byte(body))
 		for _, s := range secrets {

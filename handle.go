@@ -36,6 +36,9 @@ type Handle struct {
 	lastUsed atomic.Int64 // Unix seconds of the last hand-out (coarse)
 	dormant  atomic.Bool  // not refreshed ahead of time until next use
 	removed  atomic.Bool
+	waits    atomic.Uint64 // callers that had to wait for a refresh
+
+	lastInvalidate atomic.Int64 // Unix ns of the last accepted Invalidate
 
 	mu            sync.Mutex // never held across a call out
 	flight        *flight
@@ -166,6 +169,8 @@ func (h *Handle) slow(ctx context.Context, min time.Duration) (*oauth2.Token, er
 		if inline {
 			h.runFlight(f)
 		}
+		h.waits.Add(1)
+		k.waits.Add(1)
 		select {
 		case <-f.done:
 		case <-ctx.Done():
@@ -198,6 +203,11 @@ func (h *Handle) startFlight(urgent bool) (f *flight, inline bool, err error) {
 		return f, false, nil
 	}
 	now := k.clock.wallTime()
+	if re, ok := h.lastErr.(*RefreshError); ok && re.RetryAfter > 0 && now.Before(h.retryAt) {
+		// The server asked for a pause: honour it for callers too.
+		h.mu.Unlock()
+		return nil, false, re
+	}
 	if refused, until, cause := h.g.br.Refuses(now); refused {
 		h.mu.Unlock()
 		return nil, false, &circuitError{group: h.group, until: until, cause: cause}
@@ -534,7 +544,11 @@ func (h *Handle) Refresh(ctx context.Context) (*oauth2.Token, error) {
 // 401). If tok is still the current token, it stops being handed out and an
 // urgent refresh starts; Invalidate reports whether that happened. A token
 // that was already replaced is left alone, so many requests failing with the
-// same old token cause one refresh at most.
+// same old token cause one refresh at most. Invalidations of one token are
+// at least min(5 s, a tenth of its lifetime) apart; one that comes sooner is
+// ignored: when the token that replaced a rejected one is rejected at once,
+// refreshing again rarely helps, and doing it for every rejected request
+// would hammer the identity provider.
 func (h *Handle) Invalidate(tok *oauth2.Token) bool {
 	if tok == nil {
 		return false
@@ -543,11 +557,20 @@ func (h *Handle) Invalidate(tok *oauth2.Token) bool {
 	if s == nil || s.validUntil == 0 || s.tok.AccessToken != tok.AccessToken {
 		return false
 	}
+	now := h.k.clock.precise()
+	if last := h.lastInvalidate.Load(); last != 0 && now-last < int64(invalidateGrace(s)) {
+		// The token that replaced a rejected one is rejected again at
+		// once: a new one is unlikely to fare better (an API that rejects
+		// every token, clock skew), and refreshing on every rejection
+		// would hammer the identity provider.
+		return false
+	}
 	ns := *s
 	ns.validUntil = 0
 	if !h.cur.CompareAndSwap(s, &ns) {
 		return false
 	}
+	h.lastInvalidate.Store(now)
 	h.k.emit(Event{Kind: EventInvalidated, Token: h.name, Group: h.group})
 	if h.removed.Load() || h.k.closed.Load() {
 		return true
@@ -591,6 +614,14 @@ func (h *Handle) Adopt(tok *oauth2.Token) error {
 	h.k.emit(Event{Kind: EventAdopted, Token: h.name, Group: h.group, Expiry: expiryTime(snap), Time: now})
 	h.k.sched.evaluateSoon(h)
 	return nil
+}
+
+func invalidateGrace(s *snapshot) time.Duration {
+	g := 5 * time.Second
+	if s.expiry != 0 {
+		g = min(g, time.Duration(s.expiry-s.issued)/10)
+	}
+	return g
 }
 
 // Backoff returns the wait before retry number n (0 for the first retry)

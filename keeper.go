@@ -115,6 +115,7 @@ type Keeper struct {
 
 	randFloat func() float64 // jitter source; tests replace it
 	panics    atomic.Uint64  // source panics recovered
+	waits     atomic.Uint64  // callers that had to wait for a refresh
 }
 
 const numShards = 256
@@ -405,6 +406,10 @@ func (k *Keeper) NoteActivityAt(t time.Time) {
 func (k *Keeper) Timeline(n int) []int {
 	return k.usage.Timeline(k.clock.precise(), n)
 }
+
+// Waits returns how many token fetches had to wait for a refresh (because
+// no valid token was cached), over all tokens.
+func (k *Keeper) Waits() uint64 { return k.waits.Load() }
 
 // DroppedEvents returns how many events were dropped because OnEvent fell
 // behind.

@@ -317,8 +317,8 @@ func TestSourcePanicRecovered(t *testing.T) {
 			return newTok("ok", time.Now().Add(time.Hour)), nil
 		}
 		k := newKeeper(t, Config{})
-		h, _ := k.Add(TokenConfig{Name: "a", Source: src, Token: newTok("x", time.Now().Add(-time.Second))})
-		_, err := h.TokenContext(t.Context())
+		h, _ := k.Add(TokenConfig{Name: "a", Source: src, Token: newTok("x", time.Now().Add(time.Hour))})
+		_, err := h.Refresh(t.Context())
 		var pe *PanicError
 		if !errors.As(err, &pe) || strings.Contains(err.Error(), "SECRET") {
 			t.Fatalf("err = %v, want a PanicError without the value", err)
@@ -326,7 +326,7 @@ func TestSourcePanicRecovered(t *testing.T) {
 		if _, _, p := k.QueueStats(); p != 1 {
 			t.Errorf("panics = %d, want 1", p)
 		}
-		tok, err := h.TokenContext(t.Context())
+		tok, err := h.Refresh(t.Context())
 		if err != nil || tok.AccessToken != "ok" {
 			t.Fatalf("after panic: %v, %v", tok, err)
 		}
@@ -726,6 +726,65 @@ func TestNoExpiredTokenAfterClose(t *testing.T) {
 			t.Fatalf("expired token %q handed out after Close", tok.AccessToken)
 		} else if !errors.Is(err, ErrClosed) {
 			t.Fatalf("err = %v, want ErrClosed", err)
+		}
+	})
+}
+
+// While a server-requested Retry-After is in force, a caller with no valid
+// token gets the last error at once instead of starting a new attempt.
+func TestRetryAfterAppliesToCallers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := &fakeSource{}
+		src.fn = func(ctx context.Context, n int, _ *oauth2.Token) (*oauth2.Token, error) {
+			if n == 1 {
+				return nil, RetryAfter(errors.New("503"), time.Minute)
+			}
+			return newTok("ok", time.Now().Add(time.Hour)), nil
+		}
+		k := newKeeper(t, Config{})
+		h, _ := k.Add(TokenConfig{Name: "a", Source: src, Token: newTok("x", time.Now().Add(-time.Second))})
+		for range 10 {
+			_, err := h.TokenContext(t.Context())
+			var re *RefreshError
+			if !errors.As(err, &re) || re.RetryAfter != time.Minute {
+				t.Fatalf("err = %v", err)
+			}
+		}
+		if n := src.count(); n != 1 {
+			t.Fatalf("source calls = %d, want 1", n)
+		}
+		if w := k.Waits(); w != 1 {
+			t.Errorf("waits = %d, want 1", w)
+		}
+		time.Sleep(time.Minute)
+		tok, err := h.TokenContext(t.Context())
+		if err != nil || tok.AccessToken != "ok" {
+			t.Fatalf("after the pause: %v, %v", tok, err)
+		}
+	})
+}
+
+// An API that rejects every token gets one refresh, not one per request.
+func TestInvalidateStormLimited(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := &fakeSource{}
+		k := newKeeper(t, Config{})
+		h, _ := k.Add(TokenConfig{Name: "a", Source: src, Token: newTok("x", time.Now().Add(time.Hour))})
+		for range 20 {
+			tok, err := h.TokenContext(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.Invalidate(tok)
+		}
+		synctest.Wait()
+		if n := src.count(); n != 1 {
+			t.Errorf("source calls = %d, want 1", n)
+		}
+		time.Sleep(6 * time.Second)
+		tok, _ := h.TokenContext(t.Context())
+		if !h.Invalidate(tok) {
+			t.Error("a rejection 6 s later was ignored")
 		}
 	})
 }

@@ -264,7 +264,7 @@ func TestNoRefreshLoop(t *testing.T) {
 		maxCalls int
 	}{
 		{"leads longer than the lifetime", time.Hour, Policy{StartLead: 2 * time.Hour, EndLead: 2 * time.Hour, NoJitter: true}, 10},
-		{"millisecond tokens", time.Millisecond, Policy{NoJitter: true}, 11},
+		{"millisecond tokens", time.Millisecond, Policy{NoJitter: true}, 41},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {

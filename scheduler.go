@@ -197,9 +197,15 @@ func (s *scheduler) remove(i int) *Handle {
 	return h
 }
 
-// minRefreshGap is the shortest time between two planned refreshes of one
-// token.
-const minRefreshGap = time.Second
+// refreshGap is the shortest time between two planned refreshes of a token:
+// a quarter of its lifetime, at least 250 ms and at most one second.
+func refreshGap(s *snapshot) time.Duration {
+	gap := time.Second
+	if s.expiry != 0 {
+		gap = min(gap, max(time.Duration(s.expiry-s.issued)/4, 250*time.Millisecond))
+	}
+	return gap
+}
 
 // Reasons the keeper adds to the planner's.
 const (
@@ -255,10 +261,12 @@ func (k *Keeper) evaluate(h *Handle, nowNs int64) {
 			h.dormant.Store(true)
 		}
 	}
-	if refresh && prio != queue.Urgent && !h.lastRefresh.IsZero() && now.Sub(h.lastRefresh) < minRefreshGap {
+	if refresh && prio != queue.Urgent && !h.lastRefresh.IsZero() && s != nil {
 		// A source handing out tokens that are (nearly) expired on arrival
 		// must not make the keeper call it in a tight loop.
-		refresh, at = false, h.lastRefresh.Add(minRefreshGap)
+		if gap := refreshGap(s); now.Sub(h.lastRefresh) < gap {
+			refresh, at = false, h.lastRefresh.Add(gap)
+		}
 	}
 	changed := !at.Equal(h.nextAt) || reason != h.nextReason
 	h.nextAt, h.nextReason = at, reason

@@ -71,6 +71,7 @@ type Status struct {
 	Breaker      BreakerState
 	BreakerUntil time.Time // end of the open period
 	LastUsed     time.Time // last hand-out (to the second)
+	Waits        uint64    // fetches that had to wait for a refresh
 }
 
 // LogValue renders the status for log/slog.
@@ -88,7 +89,7 @@ func (s Status) LogValue() slog.Value {
 // Status returns a snapshot of the token's state.
 func (h *Handle) Status() Status {
 	now := h.k.clock.wallTime()
-	st := Status{Name: h.name, Group: h.group}
+	st := Status{Name: h.name, Group: h.group, Waits: h.waits.Load()}
 	s := h.cur.Load()
 	if s != nil {
 		st.Issued = time.Unix(0, s.issued)
