@@ -624,6 +624,22 @@ func invalidateGrace(s *snapshot) time.Duration {
 	return g
 }
 
+// Install is Adopt for a token that must survive a restart, such as the
+// result of a new sign-in: it saves tok in the keeper's Store (if any), then
+// adopts it. If saving fails, tok is adopted anyway (it is valid, and the
+// old session may be dead) and the error is returned.
+func (h *Handle) Install(ctx context.Context, tok *oauth2.Token) error {
+	if err := h.Adopt(tok); err != nil {
+		return err
+	}
+	if st := h.k.cfg.Store; st != nil {
+		if err := st.Save(ctx, h.name, h.cur.Load().tok); err != nil {
+			return fmt.Errorf("tokenkeeper: token %q adopted but not saved: %w", h.name, err)
+		}
+	}
+	return nil
+}
+
 // Backoff returns the wait before retry number n (0 for the first retry)
 // with exponential backoff and full jitter: r * min(max, base*2^n), where r
 // is a uniform random number in [0,1).

@@ -298,7 +298,9 @@ func (k *Keeper) releaseGroup(g *group) {
 
 // Remove stops keeping the named token. Callers waiting for its refresh get
 // an error wrapping ErrUnknownToken; a refresh already running completes but
-// its result is dropped. The Store is not touched.
+// its result is dropped. The Store is not touched. A Handle obtained earlier
+// keeps handing out its cached token while that is valid, and fails with
+// ErrUnknownToken once it would need a refresh.
 func (k *Keeper) Remove(name string) error {
 	s := k.shardOf(name)
 	s.mu.Lock()

@@ -788,3 +788,27 @@ func TestInvalidateStormLimited(t *testing.T) {
 		}
 	})
 }
+
+func TestInstallSavesThenAdopts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := &memStore{m: map[string]*oauth2.Token{}}
+		k := newKeeper(t, Config{Store: st})
+		h, _ := k.Add(TokenConfig{Name: "a", Source: &fakeSource{}, Token: newTok("old", time.Now().Add(time.Hour))})
+		if err := h.Install(t.Context(), newTok("signed-in", time.Now().Add(time.Hour))); err != nil {
+			t.Fatal(err)
+		}
+		if got := st.get("a"); got == nil || got.AccessToken != "signed-in" {
+			t.Fatalf("stored %v", got)
+		}
+		st.fail = true
+		if err := h.Install(t.Context(), newTok("again", time.Now().Add(time.Hour))); err == nil {
+			t.Fatal("a failed save was not reported")
+		}
+		if tok, _ := h.TokenContext(t.Context()); tok.AccessToken != "again" {
+			t.Errorf("token %q, want again (adopted despite the failed save)", tok.AccessToken)
+		}
+		if err := h.Install(t.Context(), nil); !errors.Is(err, ErrInvalidToken) {
+			t.Errorf("Install(nil) = %v", err)
+		}
+	})
+}
