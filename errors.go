@@ -37,6 +37,10 @@ var (
 	ErrInvalidToken = errors.New("tokenkeeper: source returned an unusable token")
 	// ErrNotFound is returned by a Store's Load for a name it does not hold.
 	ErrNotFound = errors.New("tokenkeeper: token not found in store")
+	// ErrMinValidTooLong is wrapped by the error TokenValidFor returns when a
+	// freshly refreshed token is not valid for the minimum asked for (the
+	// provider's tokens live shorter than that).
+	ErrMinValidTooLong = errors.New("tokenkeeper: minimum validity longer than the token's lifetime")
 )
 
 // RefreshError is the typed error of a failed refresh. Sources should return
@@ -74,7 +78,9 @@ func (e *RefreshError) Error() string {
 		fmt.Fprintf(&b, " (%s)", e.Description)
 	}
 	if e.Err != nil && e.Code == "" {
-		fmt.Fprintf(&b, ": %v", e.Err)
+		// A Source's error text is scrubbed like a server body: a third-party
+		// source that wraps a response into its error must not leak a token.
+		fmt.Fprintf(&b, ": %s", ScrubBody([]byte(e.Err.Error())))
 	}
 	if e.Permanent {
 		b.WriteString(" [permanent]")
@@ -227,27 +233,30 @@ func (e *PanicError) Error() string {
 	return fmt.Sprintf("tokenkeeper: source of %q panicked (value of type %s)", e.Token, e.Type)
 }
 
-// circuitError is returned while a breaker is open; it matches ErrCircuitOpen
-// and wraps the last cause.
-type circuitError struct {
-	group string
-	until time.Time
-	cause error
+// CircuitOpenError is returned at once to a caller with no valid token while
+// the circuit breaker of the token's group is open. It matches
+// ErrCircuitOpen with errors.Is and wraps the last failure's cause.
+type CircuitOpenError struct {
+	Group string
+	// Until is when the breaker lets a probe through; zero while a probe is
+	// already in flight.
+	Until time.Time
+	Cause error
 }
 
-func (e *circuitError) Error() string {
-	s := fmt.Sprintf("tokenkeeper: circuit breaker open for group %q", e.group)
-	if !e.until.IsZero() {
-		s += " until " + e.until.UTC().Format(time.RFC3339)
+func (e *CircuitOpenError) Error() string {
+	s := fmt.Sprintf("tokenkeeper: circuit breaker open for group %q", e.Group)
+	if !e.Until.IsZero() {
+		s += " until " + e.Until.UTC().Format(time.RFC3339)
 	}
-	if e.cause != nil {
-		s += ": " + e.cause.Error()
+	if e.Cause != nil {
+		s += ": " + e.Cause.Error()
 	}
 	return s
 }
 
-func (e *circuitError) Is(target error) bool { return target == ErrCircuitOpen }
-func (e *circuitError) Unwrap() error        { return e.cause }
+func (e *CircuitOpenError) Is(target error) bool { return target == ErrCircuitOpen }
+func (e *CircuitOpenError) Unwrap() error        { return e.Cause }
 
 // reauthError matches ErrReauthRequired and wraps the cause.
 type reauthError struct {

@@ -169,7 +169,7 @@ func TestBackoff(t *testing.T) {
 }
 
 func TestErrorMessagesAndStrings(t *testing.T) {
-	ce := &circuitError{group: "idp", until: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), cause: errors.New("boom")}
+	ce := &CircuitOpenError{Group: "idp", Until: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), Cause: errors.New("boom")}
 	re := &reauthError{name: "a", cause: errors.New("revoked")}
 	pe := &PanicError{Token: "a", Type: "string"}
 	for _, tc := range []struct {

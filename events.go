@@ -81,18 +81,21 @@ func (s BreakerState) String() string { return breaker.State(s).String() }
 
 // Event reports something the keeper did. It never holds a token value.
 type Event struct {
-	Kind      EventKind
-	Token     string // the token's name ("" for keeper-wide events)
-	Group     string
-	Time      time.Time
-	At        time.Time     // EventScheduled: the planned moment
-	Reason    string        // EventScheduled: why then
-	Attempt   int           // attempt number within a run of failures (1 = first)
-	Latency   time.Duration // duration of the call; for EventClockJump the jump
-	Expiry    time.Time     // EventSucceeded, EventExpiryClamped
-	NextRetry time.Time     // EventFailed (transient), EventBreaker (open until)
-	Breaker   BreakerState  // EventBreaker
-	Err       error         // EventFailed, EventReauthRequired, EventStoreFailed
+	Kind   EventKind
+	Token  string // the token's name ("" for keeper-wide events)
+	Group  string
+	Time   time.Time
+	At     time.Time // EventScheduled: the planned moment
+	Reason string    // EventScheduled: why then
+	// WindowStart and WindowEnd: EventScheduled: the refresh window the plan
+	// was made in (zero when it was not made by the planner, e.g. a retry).
+	WindowStart, WindowEnd time.Time
+	Attempt                int           // attempt number within a run of failures (1 = first)
+	Latency                time.Duration // duration of the call; for EventClockJump the jump
+	Expiry                 time.Time     // EventSucceeded, EventExpiryClamped
+	NextRetry              time.Time     // EventFailed (transient), EventBreaker (open until)
+	Breaker                BreakerState  // EventBreaker
+	Err                    error         // EventFailed, EventReauthRequired, EventStoreFailed
 }
 
 // LogValue renders the event for log/slog.

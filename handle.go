@@ -42,7 +42,8 @@ type Handle struct {
 
 	mu            sync.Mutex // never held across a call out
 	flight        *flight
-	due           bool // a planned refresh is queued
+	due           bool      // a planned refresh is queued
+	dueFor        *snapshot // the token it was planned for
 	reauth        error
 	lastErr       error
 	failures      int // consecutive
@@ -73,12 +74,14 @@ type snapshot struct {
 	expiry     int64 // Unix ns; 0: does not expire
 	validUntil int64 // Unix ns until which it may be handed out; 0: invalidated
 	refreshAt  int64 // server hint; 0: none
+	refreshed  bool  // obtained by a refresh (not given at Add)
 }
 
 // flight is one refresh that callers can join.
 type flight struct {
 	done    chan struct{}
-	running bool // guarded by the handle's mu
+	base    *snapshot // the token the refresh was decided for
+	running bool      // guarded by the handle's mu
 	tok     *oauth2.Token
 	err     error
 }
@@ -111,7 +114,12 @@ func (h *Handle) TokenContext(ctx context.Context) (*oauth2.Token, error) { retu
 
 // TokenValidFor is TokenContext for a caller that needs the token to stay
 // valid for at least min (for a long upload, say). If the cached token
-// expires sooner, it waits for a refresh.
+// expires sooner, it waits for a refresh. If the provider's fresh tokens
+// live shorter than min, it fails with an error wrapping ErrMinValidTooLong.
+//
+// With a ctx that is already done, TokenContext and TokenValidFor never
+// wait: they return the cached token if it is valid, else start a refresh
+// (or join the one in flight) and return ctx's error at once.
 func (h *Handle) TokenValidFor(ctx context.Context, min time.Duration) (*oauth2.Token, error) {
 	return h.get(ctx, min)
 }
@@ -120,7 +128,10 @@ func (h *Handle) TokenValidFor(ctx context.Context, min time.Duration) (*oauth2.
 func (h *Handle) get(ctx context.Context, min time.Duration) (*oauth2.Token, error) {
 	k := h.k
 	now := k.clock.now()
-	if s := h.cur.Load(); s != nil && s.validUntil-now > int64(min) {
+	// Within nearExpiry of the end of validity the slow path re-checks with
+	// a precise clock reading: the coarse one may be old after a process
+	// stall (GC, an overloaded host).
+	if s := h.cur.Load(); s != nil && s.validUntil-now > int64(min)+int64(nearExpiry) {
 		if sec := now / 1e9; h.lastUsed.Load() != sec {
 			h.touch(sec)
 		}
@@ -129,6 +140,10 @@ func (h *Handle) get(ctx context.Context, min time.Duration) (*oauth2.Token, err
 	}
 	return h.slow(ctx, min)
 }
+
+// nearExpiry is how close to the end of its validity a token is checked
+// against the precise clock instead of the coarse one.
+const nearExpiry = 5 * time.Second
 
 // touch records use once per second and wakes a dormant token.
 func (h *Handle) touch(sec int64) {
@@ -156,9 +171,10 @@ func (h *Handle) slow(ctx context.Context, min time.Duration) (*oauth2.Token, er
 		if k.closed.Load() {
 			return nil, ErrClosed
 		}
-		if try > 0 {
-			// A refresh succeeded but its token does not satisfy min.
-			return nil, fmt.Errorf("tokenkeeper: token %q: a fresh token is not valid for the %v asked for", h.name, min)
+		if try > 0 || h.tooShort(min, now) {
+			// A refresh succeeded but its token does not satisfy min; asking
+			// again would only call the provider for another one like it.
+			return nil, fmt.Errorf("%w: token %q, %v asked for", ErrMinValidTooLong, h.name, min)
 		}
 		h.touch(now / 1e9)
 		k.usage.Record(now)
@@ -180,6 +196,16 @@ func (h *Handle) slow(ctx context.Context, min time.Duration) (*oauth2.Token, er
 			return nil, f.err
 		}
 	}
+}
+
+// tooShort reports whether the current token arrived from a refresh moments
+// ago yet its whole lifetime is shorter than min.
+func (h *Handle) tooShort(min time.Duration, now int64) bool {
+	s := h.cur.Load()
+	if s == nil || !s.refreshed || s.expiry == 0 || min <= 0 || now-s.issued > int64(refreshGap(s)) {
+		return false
+	}
+	return time.Duration(s.expiry-s.issued) <= min
 }
 
 // startFlight returns the refresh in flight, starting one if there is none.
@@ -210,9 +236,10 @@ func (h *Handle) startFlight(urgent bool) (f *flight, inline bool, err error) {
 	}
 	if refused, until, cause := h.g.br.Refuses(now); refused {
 		h.mu.Unlock()
-		return nil, false, &circuitError{group: h.group, until: until, cause: cause}
+		return nil, false, &CircuitOpenError{Group: h.group, Until: until, Cause: cause}
 	}
 	f = newFlight()
+	f.base = h.cur.Load()
 	h.flight = f
 	h.inflightSince = now
 	h.mu.Unlock()
@@ -248,10 +275,12 @@ func (h *Handle) runJob() {
 			return
 		}
 		f = newFlight()
+		f.base = h.dueFor
 		h.flight = f
 		h.inflightSince = h.k.clock.wallTime()
 	}
 	h.due = false
+	h.dueFor = nil
 	h.mu.Unlock()
 	h.runFlight(f)
 }
@@ -263,11 +292,19 @@ func (h *Handle) runFlight(f *flight) {
 		h.mu.Unlock()
 		return
 	}
+	cur := h.cur.Load()
+	if cur != f.base && cur != nil && cur.validUntil > h.k.clock.precise() {
+		// A valid token arrived since the refresh was decided (Adopt, or a
+		// token another process refreshed): use it, don't call the source.
+		f.running = true
+		h.mu.Unlock()
+		h.finish(f, cur.tok, nil)
+		return
+	}
 	f.running = true
 	h.retryAt = time.Time{}
 	h.attempts++
 	attempt := h.failures + 1
-	cur := h.cur.Load()
 	h.mu.Unlock()
 
 	defer func() {
@@ -285,7 +322,7 @@ func (h *Handle) attempt(f *flight, cur *snapshot, attempt int) {
 	now := k.clock.wallTime()
 	ok, _, until, cause := h.g.br.Allow(now)
 	if !ok {
-		h.refused(f, &circuitError{group: h.group, until: until, cause: cause}, until)
+		h.refused(f, &CircuitOpenError{Group: h.group, Until: until, Cause: cause}, until)
 		return
 	}
 	k.emit(Event{Kind: EventStarted, Token: h.name, Group: h.group, Attempt: attempt, Time: now})
@@ -391,7 +428,9 @@ func (h *Handle) accept(tok, cur *oauth2.Token, now time.Time) (*snapshot, error
 		h.k.emit(Event{Kind: EventExpiryClamped, Token: h.name, Group: h.group, Expiry: t.Expiry, Time: now})
 		t.Expiry = now.Add(h.pol.MaxLifetime)
 	}
-	return h.snapshotOf(&t, now, now), nil
+	snap := h.snapshotOf(&t, now, now)
+	snap.refreshed = true
+	return snap, nil
 }
 
 // snapshotOf builds the snapshot of tok received at issued.

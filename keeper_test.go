@@ -3,6 +3,7 @@ package tokenkeeper
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -809,6 +810,113 @@ func TestInstallSavesThenAdopts(t *testing.T) {
 		}
 		if err := h.Install(t.Context(), nil); !errors.Is(err, ErrInvalidToken) {
 			t.Errorf("Install(nil) = %v", err)
+		}
+	})
+}
+
+// A stalled clock goroutine (GC, an overloaded host) must not let a token
+// that expired during the stall through: near expiry the hot path checks the
+// precise time.
+func TestStalledClockNearExpiry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		k := newKeeper(t, Config{})
+		src := &fakeSource{}
+		h, _ := k.Add(TokenConfig{Name: "a", Source: src, Token: newTok("old", time.Now().Add(time.Hour)),
+			Policy: &Policy{UnusedAfter: time.Minute}}) // dormant: no refresh ahead of time
+		h.TokenContext(t.Context())
+		stale := k.clock.coarse.Load()
+		time.Sleep(time.Hour + time.Minute)
+		// The clock goroutine "did not run": fast mode with a reading an
+		// hour old.
+		k.clock.fast.Store(true)
+		k.clock.coarse.Store(stale + int64(time.Hour-5*time.Second))
+		tok, err := h.TokenContext(t.Context())
+		if err != nil || tok.AccessToken == "old" {
+			t.Fatalf("got %v, %v: the expired token was handed out", tok, err)
+		}
+	})
+}
+
+// A valid token that arrives (Adopt) after a refresh was decided but before
+// it ran answers the refresh: the source is not called.
+func TestAdoptAnswersPendingRefresh(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		block := make(chan struct{})
+		blocker := &fakeSource{fn: func(ctx context.Context, n int, _ *oauth2.Token) (*oauth2.Token, error) {
+			<-block
+			return newTok("b", time.Now().Add(time.Hour)), nil
+		}}
+		src := &fakeSource{}
+		k := newKeeper(t, Config{Workers: 1})
+		k.Add(TokenConfig{Name: "blocker", Source: blocker})
+		synctest.Wait() // the only worker is busy
+		h, _ := k.Add(TokenConfig{Name: "a", Source: src, Token: newTok("expired", time.Now().Add(-time.Second))})
+		done := make(chan *oauth2.Token)
+		go func() { tok, _ := h.TokenContext(context.Background()); done <- tok }()
+		synctest.Wait() // a refresh of "a" is queued and a caller waits
+		if err := h.Adopt(newTok("from-elsewhere", time.Now().Add(time.Hour))); err != nil {
+			t.Fatal(err)
+		}
+		close(block)
+		if tok := <-done; tok.AccessToken != "from-elsewhere" {
+			t.Errorf("caller got %q", tok.AccessToken)
+		}
+		synctest.Wait()
+		if n := src.count(); n != 0 {
+			t.Errorf("source called %d times for a token that had just been adopted", n)
+		}
+	})
+}
+
+// Asking for more validity than the provider's tokens have fails with
+// ErrMinValidTooLong, after one refresh at most.
+func TestMinValidTooLong(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := &fakeSource{lifetime: 10 * time.Minute}
+		k := newKeeper(t, Config{})
+		h, _ := k.Add(TokenConfig{Name: "a", Source: src})
+		for range 5 {
+			if _, err := h.TokenValidFor(t.Context(), time.Hour); !errors.Is(err, ErrMinValidTooLong) {
+				t.Fatalf("err = %v", err)
+			}
+		}
+		if n := src.count(); n != 1 {
+			t.Errorf("source calls = %d, want 1", n)
+		}
+	})
+}
+
+// A third-party source's error text is scrubbed before it reaches statuses.
+func TestSourceErrorTextScrubbed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := &fakeSource{fn: func(ctx context.Context, n int, _ *oauth2.Token) (*oauth2.Token, error) {
+			return nil, fmt.Errorf(`bad answer {"access_token":"LEAKED-SECRET","error":"x"}`)
+		}}
+		var log eventLog
+		k := newKeeper(t, Config{OnEvent: log.add})
+		h, _ := k.Add(TokenConfig{Name: "a", Source: src, Token: newTok("v", time.Now().Add(time.Hour))})
+		k.Add(TokenConfig{Name: "w", Source: src, Token: newTok("v", time.Now().Add(time.Hour))})
+		_, err := h.Refresh(t.Context())
+		synctest.Wait()
+		texts := []string{err.Error(), h.Status().LastError}
+		for _, e := range log.ev {
+			if e.Err != nil {
+				texts = append(texts, e.Err.Error())
+			}
+		}
+		for _, s := range texts {
+			if strings.Contains(s, "LEAKED-SECRET") {
+				t.Errorf("secret in %q", s)
+			}
+		}
+		var windows int
+		for _, e := range log.kinds(EventScheduled) {
+			if !e.WindowEnd.IsZero() {
+				windows++
+			}
+		}
+		if windows == 0 {
+			t.Error("no scheduled event carries its window")
 		}
 	})
 }

@@ -33,8 +33,8 @@ func TestEventsLogsAndStatusHoldNoSecrets(t *testing.T) {
 		}
 		k := newKeeper(t, Config{Logger: logger, OnEvent: log.add, Policy: Policy{RetryBase: time.Second, RetryMax: time.Second}})
 		h, _ := k.Add(TokenConfig{Name: "a", Source: src, Group: "idp",
-			Token: &oauth2.Token{AccessToken: "AT-SECRET-1", RefreshToken: "RT-SECRET-1", Expiry: time.Now().Add(-time.Second)}})
-		if _, err := h.TokenContext(t.Context()); err == nil {
+			Token: &oauth2.Token{AccessToken: "AT-SECRET-1", RefreshToken: "RT-SECRET-1", Expiry: time.Now().Add(time.Hour)}})
+		if _, err := h.Refresh(t.Context()); err == nil {
 			t.Fatal("first attempt succeeded")
 		}
 		time.Sleep(2 * time.Second) // the retry succeeds in the background

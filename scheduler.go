@@ -268,15 +268,18 @@ func (k *Keeper) evaluate(h *Handle, nowNs int64) {
 			refresh, at = false, h.lastRefresh.Add(gap)
 		}
 	}
+	ws, we := timeOf(h.windowStart), timeOf(h.windowEnd)
 	changed := !at.Equal(h.nextAt) || reason != h.nextReason
 	h.nextAt, h.nextReason = at, reason
 	if refresh {
 		h.due = true
+		h.dueFor = s
 	}
 	h.mu.Unlock()
 
 	if changed && !at.IsZero() {
-		k.emit(Event{Kind: EventScheduled, Token: h.name, Group: h.group, At: at, Reason: reason, Time: now})
+		k.emit(Event{Kind: EventScheduled, Token: h.name, Group: h.group, At: at, Reason: reason, Time: now,
+			WindowStart: ws, WindowEnd: we})
 	}
 	if !refresh {
 		if at.IsZero() {
