@@ -459,7 +459,8 @@ func TestTransportErrors(t *testing.T) {
 			name:    "keeper closed, no token",
 			wantErr: tokenkeeper.ErrClosed,
 			run: func(t *testing.T) (*http.Response, error, *trackedBody) {
-				k, h := newKept(t, &seqSource{}, &oauth2.Token{RefreshToken: "rt"})
+				// The source never answers, so no token can exist before Close.
+				k, h := newKept(t, &seqSource{gate: make(chan struct{})}, &oauth2.Token{RefreshToken: "rt"})
 				_ = k.Close()
 				body := &trackedBody{ReadCloser: io.NopCloser(strings.NewReader("x"))}
 				req, _ := http.NewRequest(http.MethodPost, "https://api.example/", body)
