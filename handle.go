@@ -352,12 +352,12 @@ func (h *Handle) attempt(f *flight, cur *snapshot, attempt int) {
 		h.failed1(f, err, attempt, latency, now)
 		return
 	}
-	if h.removed.Load() {
-		h.finish(f, nil, &nameError{name: h.name, err: ErrUnknownToken})
-		return
-	}
 	if st := k.cfg.Store; st != nil {
-		sctx, scancel := context.WithTimeout(k.ctx, h.pol.AttemptTimeout)
+		// Saved even if the keeper is closing or the token was removed
+		// meanwhile: the old refresh token may be spent, and the store must
+		// not keep it as the current one. Hence a context that Close does
+		// not cancel.
+		sctx, scancel := context.WithTimeout(context.WithoutCancel(k.ctx), h.pol.AttemptTimeout)
 		serr := st.Save(sctx, h.name, snap.tok)
 		scancel()
 		if serr != nil {
@@ -366,6 +366,10 @@ func (h *Handle) attempt(f *flight, cur *snapshot, attempt int) {
 			// would lose the session. The event lets the application act.
 			k.emit(Event{Kind: EventStoreFailed, Token: h.name, Group: h.group, Err: serr})
 		}
+	}
+	if h.removed.Load() {
+		h.finish(f, nil, &nameError{name: h.name, err: ErrUnknownToken})
+		return
 	}
 	h.cur.Store(snap)
 	tr := h.g.br.Success(now)

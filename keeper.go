@@ -428,12 +428,34 @@ func (k *Keeper) QueueStats() (queued, running int, panics uint64) {
 // goroutines and waits for them. Callers waiting for a refresh get ErrClosed.
 // Afterwards every method that needs the background machinery returns
 // ErrClosed; a Handle still returns a cached token that is valid. Close is
-// idempotent and always returns nil.
+// idempotent and always returns nil. A token that a cancelled refresh did
+// receive is still saved to the Store. Use Shutdown to let refreshes in
+// flight finish first.
 func (k *Keeper) Close() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	k.Shutdown(ctx)
+	return nil
+}
+
+// Shutdown stops the keeper like Close, but first lets the refreshes that are
+// running finish, until ctx is done (then they are cancelled). No new refresh
+// starts once Shutdown is called. It returns ctx's error if it had to cancel,
+// and nil otherwise (also when the keeper was already closed).
+func (k *Keeper) Shutdown(ctx context.Context) error {
+	var err error
 	k.closeOnce.Do(func() {
 		k.closed.Store(true)
+		drained := make(chan struct{})
+		go func() { k.q.Close(); close(drained) }()
+		select {
+		case <-drained:
+		case <-ctx.Done():
+			err = ctx.Err()
+			k.cancel()
+			<-drained
+		}
 		k.cancel()
-		k.q.Close()
 		k.sched.stop()
 		// Flights that were queued but never ran would leave their waiters
 		// hanging: complete them.
@@ -443,7 +465,7 @@ func (k *Keeper) Close() error {
 		k.events.stop()
 		k.wg.Wait()
 	})
-	return nil
+	return err
 }
 
 // abandonFlight completes h's flight with err if it was queued but is not

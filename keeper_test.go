@@ -922,3 +922,66 @@ func TestSourceErrorTextScrubbed(t *testing.T) {
 		}
 	})
 }
+
+// Shutdown lets a running refresh finish and saves its token; Close cancels
+// it. A refresh whose token arrives after Remove is still saved.
+func TestShutdownDrainsRefreshes(t *testing.T) {
+	for _, graceful := range []bool{true, false} {
+		t.Run(fmt.Sprint("graceful=", graceful), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				st := &memStore{m: map[string]*oauth2.Token{}}
+				src := &fakeSource{}
+				src.fn = func(ctx context.Context, n int, _ *oauth2.Token) (*oauth2.Token, error) {
+					select {
+					case <-time.After(5 * time.Second):
+						return newTok("rotated", time.Now().Add(time.Hour)), nil
+					case <-ctx.Done():
+						return nil, ctx.Err()
+					}
+				}
+				k, _ := New(Config{Store: st, Location: time.UTC})
+				h, _ := k.Add(TokenConfig{Name: "a", Source: src, Token: newTok("old", time.Now().Add(time.Hour))})
+				go h.Refresh(context.Background())
+				synctest.Wait()
+				start := time.Now()
+				if graceful {
+					ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+					defer cancel()
+					if err := k.Shutdown(ctx); err != nil {
+						t.Fatal(err)
+					}
+					if time.Since(start) != 5*time.Second || st.get("a") == nil || st.get("a").AccessToken != "rotated" {
+						t.Errorf("Shutdown returned after %v, stored %v", time.Since(start), st.get("a"))
+					}
+				} else {
+					k.Close()
+					if time.Since(start) != 0 || st.get("a") != nil {
+						t.Errorf("Close took %v, stored %v", time.Since(start), st.get("a"))
+					}
+				}
+				if err := k.Shutdown(context.Background()); err != nil {
+					t.Errorf("second Shutdown: %v", err)
+				}
+			})
+		})
+	}
+	synctest.Test(t, func(t *testing.T) {
+		st := &memStore{m: map[string]*oauth2.Token{}}
+		release := make(chan struct{})
+		src := &fakeSource{}
+		src.fn = func(ctx context.Context, n int, _ *oauth2.Token) (*oauth2.Token, error) {
+			<-release
+			return newTok("rotated", time.Now().Add(time.Hour)), nil
+		}
+		k := newKeeper(t, Config{Store: st})
+		h, _ := k.Add(TokenConfig{Name: "a", Source: src, Token: newTok("old", time.Now().Add(time.Hour))})
+		go h.Refresh(context.Background())
+		synctest.Wait()
+		k.Remove("a")
+		close(release)
+		synctest.Wait()
+		if got := st.get("a"); got == nil || got.AccessToken != "rotated" {
+			t.Errorf("token received after Remove was not saved: %v", got)
+		}
+	})
+}
