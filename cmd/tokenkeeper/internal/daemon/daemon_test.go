@@ -254,6 +254,7 @@ func TestReload(t *testing.T) {
 	c := clientFor(t, d)
 	keepTok := fetch(t, c, "keep").AccessToken
 	changeTok := fetch(t, c, "change").AccessToken
+	fetch(t, c, "drop") // its first refresh must be counted before the baseline
 	keepHandle, _ := d.Keeper().Handle("keep")
 	refreshes := e.iss.Stats().Refreshes
 
