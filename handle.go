@@ -221,6 +221,12 @@ func (h *Handle) startFlight(urgent bool) (f *flight, inline bool, err error) {
 	}
 	if f := h.flight; f != nil {
 		running := f.running
+		if refused, until, cause := h.g.br.Refuses(k.clock.wallTime()); refused && urgent {
+			// The flight is the breaker's probe (or will be refused): a
+			// caller with no valid token fails fast instead of waiting on it.
+			h.mu.Unlock()
+			return nil, false, &CircuitOpenError{Group: h.group, Until: until, Cause: cause}
+		}
 		h.mu.Unlock()
 		if urgent && !running {
 			// Raise a planned refresh to urgent.

@@ -61,7 +61,9 @@ type BreakerSettings struct {
 	// OpenFor is how long the breaker stays open the first time; each failed
 	// probe doubles it. If zero, 5 seconds.
 	OpenFor time.Duration
-	// MaxOpen caps the open period. If zero, 5 minutes.
+	// MaxOpen caps the open period. If zero, 30 seconds (the comparison in
+	// docs/benchmarks.md showed a 5-minute cap keeping callers away from a
+	// recovered provider for minutes).
 	MaxOpen time.Duration
 }
 

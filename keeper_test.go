@@ -985,3 +985,32 @@ func TestShutdownDrainsRefreshes(t *testing.T) {
 		}
 	})
 }
+
+// While the breaker's probe is in flight, a caller with no valid token fails
+// fast instead of waiting on the probe.
+func TestCallersDoNotWaitOnProbe(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var hang atomic.Bool
+		src := &fakeSource{}
+		src.fn = func(ctx context.Context, n int, _ *oauth2.Token) (*oauth2.Token, error) {
+			if hang.Load() {
+				<-ctx.Done()
+				return nil, ctx.Err()
+			}
+			return nil, errors.New("down")
+		}
+		k := newKeeper(t, Config{Breaker: BreakerSettings{Failures: 1, OpenFor: 10 * time.Second}})
+		h, _ := k.Add(TokenConfig{Name: "a", Source: src})
+		synctest.Wait() // the first fetch fails and opens the breaker
+		hang.Store(true)
+		time.Sleep(11 * time.Second) // the planned retry becomes the probe, and hangs
+		synctest.Wait()
+		if st := h.Status(); st.State != StateRefreshing {
+			t.Fatalf("state %v, want a probe in flight", st.State)
+		}
+		start := time.Now()
+		if _, err := h.TokenContext(t.Context()); !errors.Is(err, ErrCircuitOpen) || time.Since(start) != 0 {
+			t.Fatalf("err = %v after %v, want ErrCircuitOpen at once", err, time.Since(start))
+		}
+	})
+}

@@ -42,7 +42,7 @@ func (s State) String() string {
 type Settings struct {
 	Failures int           // consecutive failures that open the breaker; 0 means 5
 	OpenFor  time.Duration // first open period; 0 means 5 s
-	MaxOpen  time.Duration // longest open period; 0 means 5 min
+	MaxOpen  time.Duration // longest open period; 0 means 30 s
 }
 
 func (s Settings) withDefaults() Settings {
@@ -53,7 +53,7 @@ func (s Settings) withDefaults() Settings {
 		s.OpenFor = 5 * time.Second
 	}
 	if s.MaxOpen <= 0 {
-		s.MaxOpen = 5 * time.Minute
+		s.MaxOpen = 30 * time.Second
 	}
 	if s.MaxOpen < s.OpenFor {
 		s.MaxOpen = s.OpenFor

@@ -80,7 +80,7 @@ func TestBreakerLifecycle(t *testing.T) {
 
 func TestDefaultsAndStrings(t *testing.T) {
 	s := Settings{}.withDefaults()
-	if s.Failures != 5 || s.OpenFor != 5*time.Second || s.MaxOpen != 5*time.Minute {
+	if s.Failures != 5 || s.OpenFor != 5*time.Second || s.MaxOpen != 30*time.Second {
 		t.Errorf("defaults = %+v", s)
 	}
 	if s := (Settings{OpenFor: time.Hour}).withDefaults(); s.MaxOpen != time.Hour {
