@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tokenkeeper/tokenkeeper/internal/breaker"
 	"github.com/tokenkeeper/tokenkeeper/internal/queue"
 	"golang.org/x/oauth2"
 )
@@ -160,7 +161,8 @@ func (h *Handle) slow(ctx context.Context, min time.Duration) (*oauth2.Token, er
 	}
 	for try := 0; ; try++ {
 		now := k.clock.precise()
-		if s := h.cur.Load(); s != nil && s.validUntil-now > int64(min) {
+		seen := h.cur.Load()
+		if s := seen; s != nil && s.validUntil-now > int64(min) {
 			h.touch(now / 1e9)
 			k.usage.Record(now)
 			return s.tok, nil
@@ -178,7 +180,7 @@ func (h *Handle) slow(ctx context.Context, min time.Duration) (*oauth2.Token, er
 		}
 		h.touch(now / 1e9)
 		k.usage.Record(now)
-		f, inline, err := h.startFlight(true)
+		f, inline, err := h.startFlight(true, seen)
 		if err != nil {
 			return nil, err
 		}
@@ -211,7 +213,11 @@ func (h *Handle) tooShort(min time.Duration, now int64) bool {
 // startFlight returns the refresh in flight, starting one if there is none.
 // inline is true when the background path refused it and the caller must run
 // the flight itself (runFlight).
-func (h *Handle) startFlight(urgent bool) (f *flight, inline bool, err error) {
+//
+// seen is the token the caller found unusable: if a valid token replaced it
+// before the flight runs, the flight completes with that one and the source
+// is not called.
+func (h *Handle) startFlight(urgent bool, seen *snapshot) (f *flight, inline bool, err error) {
 	k := h.k
 	h.mu.Lock()
 	if h.reauth != nil {
@@ -245,10 +251,20 @@ func (h *Handle) startFlight(urgent bool) (f *flight, inline bool, err error) {
 		return nil, false, &CircuitOpenError{Group: h.group, Until: until, Cause: cause}
 	}
 	f = newFlight()
-	f.base = h.cur.Load()
+	f.base = seen
 	h.flight = f
 	h.inflightSince = now
 	h.mu.Unlock()
+
+	if st, _, cause := h.g.br.Snapshot(now); st == breaker.HalfOpen && urgent {
+		// This refresh will be the breaker's probe. It runs in the
+		// background; the caller fails fast rather than wait on a provider
+		// that was failing a moment ago.
+		if _, err := k.q.Push(h, h.group, queue.Urgent); err != nil {
+			h.abandonFlight(ErrClosed)
+		}
+		return nil, false, &CircuitOpenError{Group: h.group, Cause: cause}
+	}
 
 	_, err = k.q.Push(h, h.group, queue.Urgent)
 	switch {
@@ -574,7 +590,7 @@ func (h *Handle) Refresh(ctx context.Context) (*oauth2.Token, error) {
 	if h.k.closed.Load() {
 		return nil, ErrClosed
 	}
-	f, inline, err := h.startFlight(true)
+	f, inline, err := h.startFlight(true, h.cur.Load())
 	if err != nil {
 		return nil, err
 	}
@@ -624,7 +640,7 @@ func (h *Handle) Invalidate(tok *oauth2.Token) bool {
 	if h.removed.Load() || h.k.closed.Load() {
 		return true
 	}
-	f, inline, err := h.startFlight(true)
+	f, inline, err := h.startFlight(true, &ns)
 	if err == nil && inline {
 		go h.runFlight(f) // not on the caller's request path
 	}
