@@ -60,17 +60,27 @@ func toStatusJSON(st tokenkeeper.Status, now time.Time) statusJSON {
 }
 
 // ready reports whether a token can be handed out now without waiting: it
-// is valid (also while being refreshed or retried, or dormant) and not past
-// its expiry.
+// holds an access token that has not expired (also while it is being
+// refreshed or retried, or dormant).
 func ready(st tokenkeeper.Status, now time.Time) bool {
 	switch st.State {
-	case tokenkeeper.StateValid, tokenkeeper.StateRetrying, tokenkeeper.StateDormant, tokenkeeper.StateRefreshing:
-		if st.Issued.IsZero() {
-			return false // refreshing its first token
+	case tokenkeeper.StateValid, tokenkeeper.StateRetrying, tokenkeeper.StateDormant:
+		// Each of these means an access token is held (StateEmpty: none).
+	case tokenkeeper.StateRefreshing:
+		// A refresh in flight hides whether an access token is held: a
+		// token whose first refresh runs (it holds nothing, or only a
+		// refresh token) is refreshing too. Such a token has neither an
+		// expiry nor a successful refresh. (A token without expiry that
+		// was loaded from the store and is being refreshed before its
+		// first refresh here is counted as not ready: a brief, harmless
+		// false negative.)
+		if st.Issued.IsZero() || st.Expiry.IsZero() && st.Refreshes == 0 {
+			return false
 		}
-		return st.Expiry.IsZero() || st.Expiry.After(now)
+	default: // empty, expired, reauth-required
+		return false
 	}
-	return false
+	return st.Expiry.IsZero() || st.Expiry.After(now)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -192,13 +202,13 @@ func (s *Server) serveRefresh(w http.ResponseWriter, r *http.Request) {
 	}
 	h, err := s.k.Handle(name)
 	if err != nil {
-		s.writeKeeperError(w, r, nil, err, 0)
+		s.writeKeeperError(w, r, err)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
 	if _, err := h.Refresh(ctx); err != nil {
-		s.writeKeeperError(w, r, h, err, 0)
+		s.writeKeeperError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, toStatusJSON(h.Status(), time.Now()))

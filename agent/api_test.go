@@ -225,6 +225,48 @@ func TestHealthAndReady(t *testing.T) {
 	}
 }
 
+// TestNotReadyWithOnlyARefreshToken: a token that starts from a refresh
+// token alone (the normal start of a user's session) is not ready until
+// its first refresh brings an access token, although its state is
+// "refreshing" meanwhile.
+func TestNotReadyWithOnlyARefreshToken(t *testing.T) {
+	e := newEnv(t, envConfig{secret: testSecret})
+	release := make(chan struct{})
+	started := make(chan struct{}, 1)
+	src := &source{name: "session", life: time.Hour}
+	src.fn = func(ctx context.Context, n int64) (*oauth2.Token, error) {
+		started <- struct{}{}
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		return src.token(n, time.Now().Add(time.Hour)), nil
+	}
+	_, err := e.k.Add(tokenkeeper.TokenConfig{Name: "session", Source: src, Token: &oauth2.Token{RefreshToken: "SECRET-initial"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	if st, _ := e.k.Handle("session"); st.Status().State != tokenkeeper.StateRefreshing {
+		t.Fatalf("state %v while the first refresh runs", st.Status().State)
+	}
+	status, _, body := e.do(t, "GET", "/readyz", "")
+	if status != 503 || !strings.Contains(body, "session (refreshing)") {
+		t.Errorf("readyz during the first refresh: %d %s", status, body)
+	}
+	if _, _, body := e.do(t, "GET", "/v1/tokens", ""); !strings.Contains(body, `"name":"session","group":"token:session","state":"refreshing"`) ||
+		strings.Count(body, `"ready":true`) != 2 {
+		t.Errorf("list during the first refresh: %s", body)
+	}
+	from := e.ev.len()
+	close(release)
+	e.ev.wait(t, from, tokenkeeper.EventSucceeded, "session")
+	if status, _, body := e.do(t, "GET", "/readyz", ""); status != 200 {
+		t.Errorf("readyz after the first refresh: %d %s", status, body)
+	}
+}
+
 func TestReadyStates(t *testing.T) {
 	now := time.Now()
 	for _, tt := range []struct {
@@ -235,6 +277,12 @@ func TestReadyStates(t *testing.T) {
 		{tokenkeeper.Status{State: tokenkeeper.StateValid, Issued: now}, true},
 		{tokenkeeper.Status{State: tokenkeeper.StateRefreshing, Issued: now, Expiry: now.Add(time.Minute)}, true},
 		{tokenkeeper.Status{State: tokenkeeper.StateRefreshing}, false},
+		// The first refresh of a token that holds only a refresh token.
+		{tokenkeeper.Status{State: tokenkeeper.StateRefreshing, Issued: now}, false},
+		// A token without expiry, refreshed before.
+		{tokenkeeper.Status{State: tokenkeeper.StateRefreshing, Issued: now, Refreshes: 1}, true},
+		{tokenkeeper.Status{State: tokenkeeper.StateDormant, Issued: now, Expiry: now.Add(time.Hour)}, true},
+		{tokenkeeper.Status{State: tokenkeeper.StateRetrying, Issued: now, Expiry: now.Add(time.Hour)}, true},
 		{tokenkeeper.Status{State: tokenkeeper.StateRetrying, Issued: now, Expiry: now.Add(-time.Second)}, false},
 		{tokenkeeper.Status{State: tokenkeeper.StateExpired, Issued: now}, false},
 		{tokenkeeper.Status{State: tokenkeeper.StateReauthRequired, Issued: now, Expiry: now.Add(time.Hour)}, false},
@@ -520,6 +568,27 @@ func TestHistoryBounds(t *testing.T) {
 	h.event(tokenkeeper.Event{Kind: tokenkeeper.EventRemoved, Token: "a"})
 	if _, ws := h.since(time.Time{}); len(ws) != 0 {
 		t.Errorf("windows of a removed token: %+v", ws)
+	}
+
+	// The windows come from the plans' events; a plan made outside the
+	// planner (a retry) has none.
+	plan := func(start, end time.Duration) tokenkeeper.Event {
+		ev := tokenkeeper.Event{Kind: tokenkeeper.EventScheduled, Token: "c", Time: t0, At: t0.Add(start), Reason: "wait-idle"}
+		if end > 0 {
+			ev.WindowStart, ev.WindowEnd = t0.Add(start), t0.Add(end)
+		}
+		return ev
+	}
+	h.event(plan(10*time.Minute, 15*time.Minute))
+	h.event(plan(11*time.Minute, 0))
+	h.event(plan(8*time.Minute, 15*time.Minute))
+	h.event(plan(70*time.Minute, 75*time.Minute))
+	_, ws = h.since(t0)
+	if diff := cmp.Diff([]window{
+		{Token: "c", Start: t0.Add(8 * time.Minute), End: t0.Add(15 * time.Minute)},
+		{Token: "c", Start: t0.Add(70 * time.Minute), End: t0.Add(75 * time.Minute)},
+	}, ws); diff != "" {
+		t.Errorf("windows from events (-want +got):\n%s", diff)
 	}
 }
 

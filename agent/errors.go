@@ -48,12 +48,12 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 	w.Write(b)
 }
 
-// writeKeeperError maps an error of the keeper to a status and a code. h
-// may be nil; minValid is the min_valid the request asked for.
-func (s *Server) writeKeeperError(w http.ResponseWriter, r *http.Request, h *tokenkeeper.Handle, err error, minValid time.Duration) {
+// writeKeeperError maps an error of the keeper to a status and a code.
+func (s *Server) writeKeeperError(w http.ResponseWriter, r *http.Request, err error) {
 	var (
 		re *tokenkeeper.RefreshError
 		pe *tokenkeeper.PanicError
+		ce *tokenkeeper.CircuitOpenError
 	)
 	status, code := http.StatusInternalServerError, CodeInternal
 	switch {
@@ -63,15 +63,15 @@ func (s *Server) writeKeeperError(w http.ResponseWriter, r *http.Request, h *tok
 		status, code = http.StatusConflict, CodeReauthRequired
 	case errors.Is(err, tokenkeeper.ErrCircuitOpen):
 		status, code = http.StatusServiceUnavailable, CodeCircuitOpen
-		retry := time.Second
-		if h != nil {
-			if until := h.Status().BreakerUntil; !until.IsZero() {
-				retry = max(retry, time.Until(until))
-			}
+		retry := time.Second // also while the breaker's probe is in flight (Until is zero)
+		if errors.As(err, &ce) && !ce.Until.IsZero() {
+			retry = max(retry, time.Until(ce.Until))
 		}
 		w.Header().Set("Retry-After", retryAfter(retry))
 	case errors.Is(err, tokenkeeper.ErrClosed):
 		status, code = http.StatusServiceUnavailable, CodeClosed
+	case errors.Is(err, tokenkeeper.ErrMinValidTooLong):
+		status, code = http.StatusUnprocessableEntity, CodeMinValidUnsatisfiable
 	case errors.As(err, &re):
 		status, code = http.StatusBadGateway, CodeRefreshFailed
 		if re.RetryAfter > 0 {
@@ -83,9 +83,6 @@ func (s *Server) writeKeeperError(w http.ResponseWriter, r *http.Request, h *tok
 		status, code = http.StatusGatewayTimeout, CodeTimeout
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		return // the client went away
-	case minValid > 0:
-		// The keeper's answer when a fresh token is not valid for min_valid.
-		status, code = http.StatusUnprocessableEntity, CodeMinValidUnsatisfiable
 	}
 	if status >= 500 && s.log != nil {
 		// Keeper errors hold no token value.

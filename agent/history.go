@@ -9,8 +9,8 @@ import (
 )
 
 // history remembers, for the status page's timeline, the refresh attempts
-// (from events) and the refresh windows (sampled from Keeper.Status, which
-// only shows the current one) of the last span.
+// and the refresh windows of the last span, from the keeper's events
+// (EventScheduled carries the window its plan was made in).
 type history struct {
 	mu       sync.Mutex
 	span     time.Duration
@@ -70,6 +70,7 @@ func (h *history) event(e tokenkeeper.Event) {
 	case tokenkeeper.EventScheduled:
 		h.mu.Lock()
 		h.planned[e.Token] = e
+		h.addWindow(e.Token, e.WindowStart, e.WindowEnd, e.Time)
 		h.mu.Unlock()
 		return
 	case tokenkeeper.EventStarted:
@@ -113,30 +114,38 @@ func (h *history) event(e tokenkeeper.Event) {
 	}
 }
 
-// windows records the current windows of sts. A window that overlaps the
-// last one recorded for its token is the same window, re-planned (it widens
-// when refreshes get slow): it replaces it. Any other starts a new one.
+// windows records the current windows of sts (a plan whose event was
+// dropped, or that moved without a new plan, is then still drawn right).
 func (h *history) windows(sts []tokenkeeper.Status, now time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	limit := now.Add(-h.span)
 	for _, st := range sts {
-		if st.WindowStart.IsZero() || st.WindowEnd.IsZero() || st.WindowEnd.Before(st.WindowStart) {
-			continue
-		}
-		w := window{Token: st.Name, Start: st.WindowStart, End: st.WindowEnd}
-		ws := h.wins[st.Name]
-		if n := len(ws); n > 0 && !w.Start.After(ws[n-1].End) && !w.End.Before(ws[n-1].Start) {
-			ws[n-1] = w
-		} else {
-			ws = append(ws, w)
-		}
-		cut := 0
-		for cut < len(ws) && (ws[cut].End.Before(limit) || len(ws)-cut > maxWindowsPerName) {
-			cut++
-		}
-		h.wins[st.Name] = append(ws[:0], ws[cut:]...)
+		h.addWindow(st.Name, st.WindowStart, st.WindowEnd, now)
 	}
+}
+
+// addWindow records a refresh window of token name. A window that overlaps
+// the last one recorded for the token is the same window, re-planned (it
+// widens when refreshes get slow): it replaces it. Any other starts a new
+// one. Windows that ended more than the span before now are dropped. h.mu
+// must be held.
+func (h *history) addWindow(name string, start, end, now time.Time) {
+	if start.IsZero() || end.IsZero() || end.Before(start) {
+		return // not a planner's window (a retry, say)
+	}
+	w := window{Token: name, Start: start, End: end}
+	ws := h.wins[name]
+	if n := len(ws); n > 0 && !w.Start.After(ws[n-1].End) && !w.End.Before(ws[n-1].Start) {
+		ws[n-1] = w
+	} else {
+		ws = append(ws, w)
+	}
+	limit := now.Add(-h.span)
+	cut := 0
+	for cut < len(ws) && (ws[cut].End.Before(limit) || len(ws)-cut > maxWindowsPerName) {
+		cut++
+	}
+	h.wins[name] = append(ws[:0], ws[cut:]...)
 }
 
 // since returns the attempts and windows that reach past from, windows

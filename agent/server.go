@@ -70,7 +70,8 @@ type Server struct {
 
 	// probe is a cancelled context: TokenValidFor(probe, min) returns the
 	// cached token at once, or starts the refresh the token needs and
-	// returns without waiting for it.
+	// returns ctx's error without waiting for it (see
+	// tokenkeeper.Handle.TokenValidFor).
 	probe context.Context
 
 	cacheMu sync.Mutex
@@ -81,15 +82,14 @@ type Server struct {
 	hub  *hub
 	hist *history
 
-	sample    chan struct{} // asks the sampler to record refresh windows
 	closeMu   sync.Mutex    // orders wg.Add in enter against Close
 	done      chan struct{} // closed by Close
 	closeOnce sync.Once
-	wg        sync.WaitGroup // the sampler and the event streams
+	wg        sync.WaitGroup // the event streams
 }
 
-// New returns a server for opts.Keeper. It starts one goroutine (it records
-// the refresh windows the status page draws), which Close stops.
+// New returns a server for opts.Keeper. It starts no goroutine: the status
+// page's history is fed by [Server.Event].
 func New(opts Options) (*Server, error) {
 	if opts.Keeper == nil {
 		return nil, errors.New("tokenkeeper: agent.Options.Keeper is nil")
@@ -117,7 +117,6 @@ func New(opts Options) (*Server, error) {
 		history: opts.History,
 		wait:    opts.WaitTimeout,
 		started: time.Now(),
-		sample:  make(chan struct{}, 1),
 		done:    make(chan struct{}),
 	}
 	if s.version == "" {
@@ -145,9 +144,6 @@ func New(opts Options) (*Server, error) {
 	s.hub = newHub(s.met.sseDropped)
 	s.hist = newHistory(s.history)
 	s.routes()
-
-	s.wg.Add(1)
-	go s.sampler()
 	return s, nil
 }
 
@@ -159,9 +155,8 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // its own collectors.
 func (s *Server) Registry() *prometheus.Registry { return s.reg }
 
-// Close ends the event streams and stops the server's goroutine, waiting for
-// them. The handler keeps answering other requests. Close is idempotent and
-// returns nil.
+// Close ends the event streams, waiting for them. The handler keeps
+// answering other requests. Close is idempotent and returns nil.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		s.closeMu.Lock()
@@ -194,33 +189,8 @@ func (s *Server) Event(e tokenkeeper.Event) {
 	s.met.event(e)
 	s.hist.event(e)
 	s.hub.publish(e)
-	switch e.Kind {
-	case tokenkeeper.EventRemoved:
+	if e.Kind == tokenkeeper.EventRemoved {
 		s.forget(e.Token)
 		s.met.forget(e.Token)
-		fallthrough
-	case tokenkeeper.EventScheduled, tokenkeeper.EventSucceeded:
-		select {
-		case s.sample <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// sampler records the refresh windows of every token (the keeper exposes
-// only the current one in Status) whenever a plan changes, and every few
-// seconds.
-func (s *Server) sampler() {
-	defer s.wg.Done()
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.done:
-			return
-		case <-t.C:
-		case <-s.sample:
-		}
-		s.hist.windows(s.k.Status(), time.Now())
 	}
 }

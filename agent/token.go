@@ -50,7 +50,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, name string)
 	}
 	h, err := s.k.Handle(name)
 	if err != nil {
-		s.writeKeeperError(w, r, nil, err, 0)
+		s.writeKeeperError(w, r, err)
 		return
 	}
 	e := s.entry(name)
@@ -63,9 +63,12 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, name string)
 			return
 		}
 	}
-	// The probe context is cancelled: while the token is valid this returns
-	// it at once; otherwise it starts the refresh and returns without
-	// waiting, and only then does the request wait (and count as waiting).
+	// The probe context is done, so TokenValidFor does not wait (a
+	// documented guarantee): while the token is valid it returns it at
+	// once; otherwise it starts the refresh (or joins the one in flight)
+	// and returns ctx's error, and only then does the request wait (and
+	// count as waiting). A min_valid that fresh tokens cannot satisfy
+	// fails here, without waiting.
 	tok, err := h.TokenValidFor(s.probe, minValid)
 	if err != nil && mustWait(err) {
 		tok, err = s.waitToken(r.Context(), h, minValid)
@@ -74,7 +77,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, name string)
 	}
 	if err != nil {
 		s.met.tokenErrors.Inc()
-		s.writeKeeperError(w, r, h, err, minValid)
+		s.writeKeeperError(w, r, err)
 		return
 	}
 	c := e.cur.Load()

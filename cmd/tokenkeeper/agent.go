@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/tokenkeeper/tokenkeeper/agent"
 	"github.com/tokenkeeper/tokenkeeper/cmd/tokenkeeper/internal/daemon"
 	"github.com/tokenkeeper/tokenkeeper/internal/config"
 )
@@ -76,8 +77,7 @@ func runAgent(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	if d.Network() == "tcp" {
-		logger.Info("status page: open the address with #secret=<the secret> appended",
-			"url", "http://"+d.Address()+"/", "secret_file", cfg.SecretFile)
+		showPageLink(stdout, logger, d.Address(), d.Secret(), cfg.SecretFile)
 	}
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
@@ -100,6 +100,21 @@ func runAgent(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	return exitOK
+}
+
+// showPageLink tells the user where the status page is. The link carries
+// the bearer secret (in the URL fragment, which the browser never sends),
+// so it is printed only to a terminal: never to the log, nor to an output
+// that a service manager may keep. Elsewhere the log names the page and
+// the secret file.
+func showPageLink(stdout io.Writer, logger *slog.Logger, addr, secret, secretFile string) {
+	base := "http://" + addr
+	if isTerminal(stdout) {
+		fmt.Fprintf(stdout, "status page: %s\n", agent.PageLink(base, secret))
+		return
+	}
+	logger.Info("status page: open the address with #secret= and the secret file's content appended",
+		"url", agent.PageLink(base, ""), "secret_file", secretFile)
 }
 
 // reload applies the config file again (SIGHUP).

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -102,8 +105,15 @@ func TestTCPAgentWithSecret(t *testing.T) {
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("secret file: %v %v", fi, err)
 	}
-	if !strings.Contains(p.stderr.String(), "status page: open the address with #secret=<the secret> appended") {
+	// Not a terminal: the log names the page and the secret file, never the
+	// secret.
+	if !strings.Contains(p.stderr.String(), "status page: open the address with #secret= and the secret file's content appended") ||
+		!strings.Contains(p.stderr.String(), "secret_file="+e.path("agent.secret")) {
 		t.Errorf("no status page hint:\n%s", p.stderr.String())
+	}
+	if secret, err := os.ReadFile(e.path("agent.secret")); err != nil || len(bytes.TrimSpace(secret)) == 0 ||
+		bytes.Contains([]byte(p.stderr.String()+p.stdout.String()), bytes.TrimSpace(secret)) {
+		t.Errorf("the secret was printed (or unreadable: %v)", err)
 	}
 	tok := fetch(t, c, "api")
 	addr := listenRe.FindStringSubmatch(p.stderr.String())[1]
@@ -250,11 +260,37 @@ func TestDevSmoke(t *testing.T) {
 			t.Errorf("stdout lacks %q:\n%s", want, stdout)
 		}
 	}
-	dir := regexp.MustCompile(`removes (\S+)\.`).FindStringSubmatch(stdout)
+	dir := regexp.MustCompile(`removes\s+(\S+)\.`).FindStringSubmatch(stdout)
 	if dir == nil {
 		t.Fatalf("no directory in:\n%s", stdout)
 	}
 	if _, err := os.Stat(dir[1]); !os.IsNotExist(err) {
 		t.Errorf("the dev directory %s survived", dir[1])
+	}
+}
+
+func TestShowPageLink(t *testing.T) {
+	var out, logBuf bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&logBuf, nil))
+	showPageLink(&out, logger, "127.0.0.1:8377", "s3cret", "/run/agent.secret")
+	if out.Len() != 0 || strings.Contains(logBuf.String(), "s3cret") ||
+		!strings.Contains(logBuf.String(), "url=http://127.0.0.1:8377/ secret_file=/run/agent.secret") {
+		t.Errorf("not a terminal: stdout %q, log %q", out.String(), logBuf.String())
+	}
+	f, err := os.Create(filepath.Join(t.TempDir(), "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if isTerminal(f) || isTerminal(&out) {
+		t.Error("a file or a buffer counts as a terminal")
+	}
+	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		t.Skip(err)
+	}
+	defer null.Close()
+	if !isTerminal(null) {
+		t.Errorf("%s is not a character device", os.DevNull)
 	}
 }

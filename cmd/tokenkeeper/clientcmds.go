@@ -215,6 +215,9 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	return watchStatus(ctx, c, stdout, stderr, sts, *interval, isTerminal(stdout))
 }
 
+// isTerminal reports whether w is a terminal: a character device. (That
+// includes /dev/null, which keeps nothing; a pipe, a socket such as the
+// journal's, or a file is not one.)
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	if !ok {
@@ -419,14 +422,7 @@ func runCheckConfig(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "%s: ok\n", path)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "  listen\t%s\n", cfg.Listen)
-	store := cfg.Store.Type
-	if store == "file" {
-		store = cfg.Store.Path
-		if cfg.Store.KeyFile != "" || cfg.Store.KeyEnv != "" {
-			store += " (encrypted)"
-		}
-	}
-	fmt.Fprintf(tw, "  store\t%s\n", store)
+	fmt.Fprintf(tw, "  store\t%s\n", cfg.Store)
 	for _, t := range cfg.Tokens {
 		fmt.Fprintf(tw, "  token %s\t%s (line %d)\n", t.Name, t.Source, t.Line)
 	}

@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/tokenkeeper/tokenkeeper/cmd/tokenkeeper/internal/demo"
@@ -40,7 +42,7 @@ func runDev(args []string, stdout, stderr io.Writer) int {
 		defer cancel()
 	}
 
-	d, err := demo.Start(demo.Options{Listen: *listen, Out: stdout, Version: versionString()})
+	d, err := demo.Start(demo.Options{Listen: *listen, Out: stdout, Version: versionString(), Command: selfCommand()})
 	if err != nil {
 		fmt.Fprintf(stderr, "tokenkeeper dev: %v\n", err)
 		return exitFailure
@@ -58,4 +60,15 @@ func runDev(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	return exitOK
+}
+
+// selfCommand returns how the user ran this command, for the commands the
+// demo suggests: "go run ./cmd/tokenkeeper" for a binary go run built,
+// else the program name as typed.
+func selfCommand() string {
+	exe, err := os.Executable()
+	if err != nil || strings.Contains(exe, string(filepath.Separator)+"go-build") {
+		return "go run ./cmd/tokenkeeper"
+	}
+	return os.Args[0]
 }

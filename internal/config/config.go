@@ -26,6 +26,8 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tokenkeeper/tokenkeeper"
@@ -70,11 +72,69 @@ func (l Listen) String() string {
 
 // Store configures where tokens are kept between refreshes and restarts.
 type Store struct {
-	Type    string // "file" or "memory"
+	Type    string // "file", "redis" or "memory"
 	Path    string // file: the database file
-	KeyFile string // file: the encryption key's file, if any
-	KeyEnv  string // file: the environment variable that holds the key, if any
+	KeyFile string // file, redis: the encryption key's file, if any
+	KeyEnv  string // file, redis: the environment variable that holds the key, if any
 	Key     []byte `json:"-"` // the key read from KeyFile or KeyEnv; nil: not encrypted
+
+	// redis: a store shared by several agents (see redisstore).
+	Address      string // host:port
+	DB           int
+	Username     string // an ACL user, if any
+	Password     string `json:"-"` // read from PasswordFile or PasswordEnv
+	PasswordFrom string // where the password came from (for messages)
+	TLS          bool
+	Prefix       string        // key prefix; "" for redisstore's default
+	LockTTL      time.Duration // the refresh lock's lease; 0 for redisstore's default
+}
+
+// Store types.
+const (
+	StoreFile   = "file"
+	StoreRedis  = "redis"
+	StoreMemory = "memory"
+)
+
+// DefaultRedisAddress is the address of a redis store without one.
+const DefaultRedisAddress = "127.0.0.1:6379"
+
+// String describes the store without its secrets.
+func (s Store) String() string {
+	var d string
+	var notes []string
+	switch s.Type {
+	case StoreRedis:
+		d = "redis " + s.Address
+		if s.DB != 0 {
+			d += " db " + strconv.Itoa(s.DB)
+		}
+		if s.Prefix != "" {
+			d += " prefix " + strconv.Quote(s.Prefix)
+		}
+		if s.TLS {
+			notes = append(notes, "tls")
+		}
+	case StoreFile:
+		d = s.Path
+	default:
+		return s.Type
+	}
+	if s.Key != nil || s.KeyFile != "" || s.KeyEnv != "" {
+		notes = append(notes, "encrypted")
+	}
+	if len(notes) > 0 {
+		d += " (" + strings.Join(notes, ", ") + ")"
+	}
+	return d
+}
+
+// Equal reports whether s and o configure the same store (with the same
+// secrets).
+func (s Store) Equal(o Store) bool {
+	a, b := s, o
+	a.Key, b.Key = nil, nil
+	return reflect.DeepEqual(a, b) && bytes.Equal(s.Key, o.Key)
 }
 
 // Keeper holds the keeper-wide settings.
@@ -132,6 +192,19 @@ type Source struct {
 	// strict rotation. See oidc.Config.ReuseGrace.
 	ReuseGrace time.Duration
 
+	// cognito (with ClientID, ClientSecret and RefreshToken above).
+	Region     string
+	UserPoolID string // optional; checked against Region
+	// Username is the user's internal user name, the cognito:username
+	// claim (see cognito.WithUsername), for an app client with a secret
+	// and without rotation.
+	Username string
+	// Rotation: the app client rotates refresh tokens (see
+	// cognito.Config.Rotation).
+	Rotation bool
+	// Endpoint replaces the region's Cognito endpoint (an emulator).
+	Endpoint string
+
 	// command.
 	Command []string
 	Env     map[string]string
@@ -151,6 +224,15 @@ func (s Source) String() string {
 			return "command " + s.Command[0]
 		}
 		return "command"
+	case SourceCognito:
+		d := "cognito " + s.Region
+		if s.UserPoolID != "" {
+			d += " pool " + s.UserPoolID
+		}
+		if s.Endpoint != "" {
+			d += " at " + s.Endpoint
+		}
+		return d + " client " + s.ClientID
 	}
 	u := s.Issuer
 	if u == "" {

@@ -183,6 +183,125 @@ tokens:
 	}
 }
 
+func TestParseCognito(t *testing.T) {
+	dir := fixture(t)
+	cfg, err := parse(t, dir, `
+tokens:
+  - name: user
+    source:
+      type: cognito
+      region: eu-west-1
+      user_pool_id: eu-west-1_AbCdEf
+      client_id: 4abc
+      client_secret_file: client.secret
+      refresh_token_env: USER_RT
+      username: 0f8e2c1a-user-sub
+  - name: rotating
+    group: mine
+    source:
+      type: cognito
+      region: local
+      endpoint: http://127.0.0.1:9229
+      client_id: local-app
+      refresh_token_file: refresh.token
+      rotation: true
+`, env{"USER_RT": "rt-from-env"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Token{
+		{Name: "user", Group: "cognito-idp:eu-west-1", Line: 3, Source: Source{
+			Type: "cognito", Region: "eu-west-1", UserPoolID: "eu-west-1_AbCdEf", ClientID: "4abc",
+			ClientSecret: "cs-value", ClientSecretFrom: "file " + filepath.Join(dir, "client.secret"),
+			RefreshToken: "rt-from-env", RefreshTokenFrom: "environment variable USER_RT",
+			Username: "0f8e2c1a-user-sub"}},
+		{Name: "rotating", Group: "mine", Line: 12, Source: Source{
+			Type: "cognito", Region: "local", Endpoint: "http://127.0.0.1:9229", ClientID: "local-app",
+			RefreshToken: "rt-value", RefreshTokenFrom: "file " + filepath.Join(dir, "refresh.token"), Rotation: true}},
+	}
+	if diff := cmp.Diff(want, cfg.Tokens); diff != "" {
+		t.Errorf("tokens (-want +got):\n%s", diff)
+	}
+	for i, d := range []string{"cognito eu-west-1 pool eu-west-1_AbCdEf client 4abc", "cognito local at http://127.0.0.1:9229 client local-app"} {
+		if s := cfg.Tokens[i].Source.String(); s != d {
+			t.Errorf("String = %q, want %q", s, d)
+		}
+	}
+	// The settings that make a different session change the fingerprint.
+	for _, change := range []func(*Source){
+		func(s *Source) { s.Region = "eu-west-2" },
+		func(s *Source) { s.Rotation = !s.Rotation },
+		func(s *Source) { s.Username = "other" },
+		func(s *Source) { s.Endpoint = "http://127.0.0.1:1" },
+		func(s *Source) { s.UserPoolID = "" },
+	} {
+		tok := cfg.Tokens[0]
+		change(&tok.Source)
+		if tok.Fingerprint() == cfg.Tokens[0].Fingerprint() {
+			t.Errorf("a change did not change the fingerprint: %+v", tok.Source)
+		}
+	}
+}
+
+func TestParseRedisStore(t *testing.T) {
+	dir := fixture(t)
+	cfg, err := parse(t, dir, `
+store:
+  type: redis
+  address: redis.internal:6380
+  db: 2
+  username: agent
+  password_file: client.secret
+  tls: true
+  prefix: "team-a:"
+  lock_ttl: 5s
+  key_env: KEY
+`+oidcToken, env{"KEY": strings.Repeat("cd", 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := make([]byte, 32)
+	for i := range key {
+		key[i] = 0xcd
+	}
+	want := Store{Type: "redis", Address: "redis.internal:6380", DB: 2, Username: "agent", Password: "cs-value",
+		PasswordFrom: "file " + filepath.Join(dir, "client.secret"), TLS: true, Prefix: "team-a:",
+		LockTTL: 5 * time.Second, KeyEnv: "KEY", Key: key}
+	if diff := cmp.Diff(want, cfg.Store); diff != "" {
+		t.Errorf("store (-want +got):\n%s", diff)
+	}
+	if len(cfg.Warnings) != 0 {
+		t.Errorf("warnings: %v", cfg.Warnings)
+	}
+	if got := cfg.Store.String(); got != `redis redis.internal:6380 db 2 prefix "team-a:" (tls, encrypted)` || strings.Contains(got, "cs-value") {
+		t.Errorf("String = %q", got)
+	}
+	other := cfg.Store
+	other.Password = "changed"
+	if !cfg.Store.Equal(cfg.Store) || cfg.Store.Equal(other) {
+		t.Error("Equal")
+	}
+
+	// The defaults, and what they warn about.
+	cfg, err = parse(t, dir, "store: {type: redis}\n"+oidcToken, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(Store{Type: "redis", Address: DefaultRedisAddress}, cfg.Store); diff != "" {
+		t.Errorf("default redis store (-want +got):\n%s", diff)
+	}
+	if len(cfg.Warnings) != 1 || !strings.Contains(cfg.Warnings[0].Error(), "tokens are kept in Redis unencrypted") {
+		t.Errorf("warnings: %v", cfg.Warnings)
+	}
+	cfg, err = parse(t, dir, "store: {type: redis, address: \"10.0.0.5:6379\", key_file: store.key}\n"+oidcToken, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Warnings) != 1 || !strings.Contains(cfg.Warnings[0].Error(), "agent.yaml:1:31: redis at 10.0.0.5:6379 is reached without TLS") {
+		t.Errorf("warnings: %v", cfg.Warnings)
+	}
+}
+
 func TestParseDefaults(t *testing.T) {
 	dir := fixture(t)
 	cfg, err := parse(t, dir, oidcToken, env{"XDG_STATE_HOME": "/state"})
@@ -287,8 +406,38 @@ store:
 			[]string{"1: store.key_env: environment variable KEY is not set"}},
 		{"memory store with a path", "store: {type: memory, path: x}\n" + oidcToken, nil,
 			[]string{"1: store: path does not apply to a memory store"}},
-		{"unknown store type", "store: {type: redis}\n" + oidcToken, nil,
-			[]string{`1: unknown store type "redis" (want file or memory)`}},
+		{"unknown store type", "store: {type: etcd}\n" + oidcToken, nil,
+			[]string{`1: unknown store type "etcd" (want file, redis or memory)`}},
+		{"redis store problems", `
+store:
+  type: redis
+  address: redis.example.com
+  db: -1
+  password: hunter2
+  password_env: NOPE
+  prefix: "a{b}"
+  lock_ttl: 1ms
+  path: x
+` + oidcToken, nil, []string{
+			`4: store.address: "redis.example.com" is not host:port (such as 127.0.0.1:6379)`,
+			"5: store.db must not be negative (got -1)",
+			"6: inline password is refused: secrets do not belong in config files; name a file (password_file) or an environment variable (password_env)",
+			"7: redis password: environment variable NOPE is not set",
+			`8: store.prefix "a{b}" must be non-empty, without braces or white space`,
+			"9: store.lock_ttl 1ms is under 10ms",
+			"10: store: path does not apply to a redis store",
+		}},
+		{"redis store port and keys", `
+store: {type: redis, address: "127.0.0.1:0", key_file: bad.key, tls: maybe}
+` + oidcToken, nil, []string{`2: expected true or false, found the string "maybe"`}},
+		{"redis store port", `
+store: {type: redis, address: "127.0.0.1:70000", key_file: bad.key}
+` + oidcToken, nil, []string{
+			`2: store.address: bad port "70000"`,
+			"2: store.key_file: key file " + filepath.Join(dir, "bad.key") + ": …",
+		}},
+		{"file store with redis keys", "store: {path: x, address: 127.0.0.1:1}\n" + oidcToken, nil,
+			[]string{"1: store: address does not apply to a file store"}},
 		{"keeper and log values", `
 keeper:
   workers: 0
@@ -344,14 +493,87 @@ tokens:
 tokens:
   - name: a
     source: {client_id: x}
-  - name: b
-    source: {type: cognito}
   - name: c
     source: {type: saml}
 `, nil, []string{
-			"4: source without a type (want oidc, client_credentials or command)",
-			`6: source type "cognito" is not available yet in this version`,
-			`8: unknown source type "saml" (want oidc, client_credentials or command)`,
+			"4: source without a type (want oidc, client_credentials, cognito or command)",
+			`6: unknown source type "saml" (want oidc, client_credentials, cognito or command)`,
+		}},
+		{"cognito without settings", `
+tokens:
+  - name: a
+    source: {type: cognito}
+`, nil, []string{
+			"4: a cognito source needs region (the user pool's AWS region, such as eu-west-1)",
+			"4: a cognito source needs client_id (the app client's id)",
+			"4: a cognito source needs its initial refresh token: set refresh_token_file or refresh_token_env",
+		}},
+		{"cognito rotation is a boolean", `
+tokens:
+  - name: a
+    source: {type: cognito, rotation: yes please}
+`, nil, []string{`4: expected true or false, found the string "yes please"`}},
+		{"cognito settings", `
+tokens:
+  - name: a
+    source:
+      type: cognito
+      region: Europe
+      client_id: app
+      refresh_token_file: refresh.token
+  - name: b
+    source:
+      type: cognito
+      region: eu-west-1
+      user_pool_id: us-east-1_AbCdEf
+      client_id: app
+      refresh_token: inline
+      issuer: https://idp.example.com
+  - name: c
+    source:
+      type: cognito
+      region: local
+      endpoint: http://cognito.example.com:9229
+      client_id: app
+      client_secret_file: client.secret
+      refresh_token_env: RT
+  - name: d
+    source:
+      type: cognito
+      region: local
+      endpoint: http://127.0.0.1:9229/path
+      user_pool_id: garbage
+      client_id: app
+      client_secret_env: CS
+      refresh_token_file: refresh.token
+  - name: e
+    source:
+      type: oidc
+      issuer: https://idp.example.com
+      client_id: e
+      refresh_token_file: refresh.token
+      region: eu-west-1
+  - name: f
+    source:
+      type: cognito
+      region: local
+      endpoint: http://localhost:9229
+      user_pool_id: garbage
+      client_id: app
+      client_secret_env: CS
+      refresh_token_file: refresh.token
+      rotation: true
+`, env{"RT": "rt", "CS": "cs"}, []string{
+			`6: region: "Europe" is not an AWS region name`,
+			"13: user_pool_id: user pool \"us-east-1_AbCdEf\" is in us-east-1, not in region eu-west-1",
+			"15: inline refresh_token is refused: secrets do not belong in config files; name a file (refresh_token_file) or an environment variable (refresh_token_env)",
+			"16: issuer does not apply to a source of type cognito",
+			"19: a cognito app client with a secret refreshes with a SECRET_HASH over the user's internal user name: set username (the cognito:username claim of the user's ID token; the user's sub in a pool that signs users in by e-mail), or rotation: true if the app client rotates refresh tokens",
+			`21: endpoint: "http://cognito.example.com:9229" must use https (plain http is accepted only for loopback hosts)`,
+			"27: a cognito app client with a secret refreshes with a SECRET_HASH over the user's internal user name: set username (the cognito:username claim of the user's ID token; the user's sub in a pool that signs users in by e-mail), or rotation: true if the app client rotates refresh tokens",
+			`29: endpoint: "http://127.0.0.1:9229/path" has a path, query or fragment; give the emulator's base URL, such as http://127.0.0.1:9229`,
+			"40: region does not apply to a source of type oidc",
+			`46: user_pool_id: user pool id "garbage" is not of the form <region>_<id>`,
 		}},
 		{"missing secrets and endpoints", `
 tokens:
@@ -561,7 +783,7 @@ func TestExampleFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.Tokens) != 3 || cfg.Path != "../../docs/agent.example.yaml" {
+	if len(cfg.Tokens) != 4 || cfg.Path != "../../docs/agent.example.yaml" {
 		t.Errorf("example: %d tokens, path %q", len(cfg.Tokens), cfg.Path)
 	}
 	if len(cfg.Warnings) != 0 {

@@ -28,6 +28,17 @@ type rawStore struct {
 	Path    string `yaml:"path"`
 	KeyFile string `yaml:"key_file"`
 	KeyEnv  string `yaml:"key_env"`
+
+	// redis
+	Address      string    `yaml:"address"`
+	DB           *int      `yaml:"db"`
+	Username     string    `yaml:"username"`
+	Password     string    `yaml:"password"` // refused: secrets are not inline
+	PasswordFile string    `yaml:"password_file"`
+	PasswordEnv  string    `yaml:"password_env"`
+	TLS          *bool     `yaml:"tls"`
+	Prefix       *string   `yaml:"prefix"`
+	LockTTL      *Duration `yaml:"lock_ttl"`
 }
 
 type rawKeeper struct {
@@ -89,6 +100,13 @@ type rawSource struct {
 	AuthStyle        string            `yaml:"auth_style"`
 	Params           map[string]string `yaml:"params"`
 	ReuseGrace       *Duration         `yaml:"reuse_grace"`
+
+	// cognito
+	Region     string `yaml:"region"`
+	UserPoolID string `yaml:"user_pool_id"`
+	Username   string `yaml:"username"`
+	Rotation   *bool  `yaml:"rotation"`
+	Endpoint   string `yaml:"endpoint"`
 
 	// command
 	Command []string          `yaml:"command"`

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"net/url"
 	"os"
@@ -10,10 +11,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/tokenkeeper/tokenkeeper"
+	"github.com/tokenkeeper/tokenkeeper/cognito"
 	"github.com/tokenkeeper/tokenkeeper/filestore"
 	"go.yaml.in/yaml/v3"
 )
@@ -142,16 +145,38 @@ func (v *validator) build(raw *rawFile) *Config {
 	return cfg
 }
 
+// storeKeys lists the keys each store type accepts besides type.
+var storeKeys = map[string][]string{
+	StoreFile: {"path", "key_file", "key_env"},
+	StoreRedis: {"address", "db", "username", "password", "password_file", "password_env", "tls", "prefix", "lock_ttl",
+		"key_file", "key_env"},
+	StoreMemory: {},
+}
+
 func (v *validator) store(rs *rawStore) Store {
-	s := Store{Type: "file"}
+	s := Store{Type: StoreFile}
 	if rs == nil {
 		rs = &rawStore{}
 	}
 	if rs.Type != "" {
 		s.Type = rs.Type
 	}
+	allowed, ok := storeKeys[s.Type]
+	if !ok {
+		v.errAt(p("store", "type"), "unknown store type %q (want file, redis or memory)", s.Type)
+		return s
+	}
+	// Keys that exist but do not apply to this type.
+	if _, n, ok := v.tree.find("store"); ok && n.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			if k.Value != "type" && !slices.Contains(allowed, k.Value) {
+				v.at(k.Line, k.Column, "store: %s does not apply to a %s store", k.Value, s.Type)
+			}
+		}
+	}
 	switch s.Type {
-	case "file":
+	case StoreFile:
 		if rs.Path == "" {
 			path, err := DefaultStorePath(v.opts.LookupEnv)
 			if err != nil {
@@ -165,47 +190,104 @@ func (v *validator) store(rs *rawStore) Store {
 			}
 			s.Path = path
 		}
-		if rs.KeyFile != "" && rs.KeyEnv != "" {
-			v.errKey(p("store", "key_env"), "store: key_file and key_env are exclusive; choose one")
+		v.storeKey(&s, rs)
+	case StoreRedis:
+		v.redisStore(&s, rs)
+		v.storeKey(&s, rs)
+		if rs.KeyFile == "" && rs.KeyEnv == "" {
+			v.warnAt(p("store", "type"), "redis store without key_file or key_env: tokens are kept in Redis unencrypted, readable by anyone who can read the database")
 		}
-		if rs.KeyFile != "" {
-			path, err := expandPath(rs.KeyFile, v.opts.Dir, v.lookupEnv)
-			if err != nil {
-				v.errAt(p("store", "key_file"), "store.key_file: %v", err)
-			} else if !v.opts.SkipSecrets {
-				if s.Key, err = filestore.KeyFromFile(path); err != nil {
-					v.errAt(p("store", "key_file"), "store.key_file: %s", strings.TrimPrefix(err.Error(), "tokenkeeper: filestore: "))
-				} else if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
-					v.warnAt(p("store", "key_file"), "key file %s can be read by other users (mode %04o); run chmod 600 %s", path, fi.Mode().Perm(), path)
-				}
-			}
-			s.KeyFile = path
-		}
-		if rs.KeyEnv != "" {
-			s.KeyEnv = rs.KeyEnv
-			val, ok := v.lookupEnv(rs.KeyEnv)
-			switch {
-			case v.opts.SkipSecrets:
-			case !ok || val == "":
-				v.errAt(p("store", "key_env"), "store.key_env: environment variable %s is not set", rs.KeyEnv)
-			default:
-				var err error
-				if s.Key, err = filestore.ParseKey([]byte(val)); err != nil {
-					v.errAt(p("store", "key_env"), "store.key_env: environment variable %s: %s", rs.KeyEnv, strings.TrimPrefix(err.Error(), "tokenkeeper: filestore: "))
-				}
-			}
-		}
-	case "memory":
-		for _, k := range []struct{ key, val string }{{"path", rs.Path}, {"key_file", rs.KeyFile}, {"key_env", rs.KeyEnv}} {
-			if k.val != "" {
-				v.errKey(p("store", k.key), "store: %s does not apply to a memory store", k.key)
-			}
-		}
+	case StoreMemory:
 		v.warnAt(p("store", "type"), "memory store: tokens do not survive a restart, and a rotated refresh token is lost with the process")
-	default:
-		v.errAt(p("store", "type"), "unknown store type %q (want file or memory)", s.Type)
 	}
 	return s
+}
+
+// storeKey reads the encryption key of a file or redis store, if any.
+func (v *validator) storeKey(s *Store, rs *rawStore) {
+	if rs.KeyFile != "" && rs.KeyEnv != "" {
+		v.errKey(p("store", "key_env"), "store: key_file and key_env are exclusive; choose one")
+	}
+	if rs.KeyFile != "" {
+		path, err := expandPath(rs.KeyFile, v.opts.Dir, v.lookupEnv)
+		if err != nil {
+			v.errAt(p("store", "key_file"), "store.key_file: %v", err)
+		} else if !v.opts.SkipSecrets {
+			if s.Key, err = filestore.KeyFromFile(path); err != nil {
+				v.errAt(p("store", "key_file"), "store.key_file: %s", strings.TrimPrefix(err.Error(), "tokenkeeper: filestore: "))
+			} else if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+				v.warnAt(p("store", "key_file"), "key file %s can be read by other users (mode %04o); run chmod 600 %s", path, fi.Mode().Perm(), path)
+			}
+		}
+		s.KeyFile = path
+	}
+	if rs.KeyEnv != "" {
+		s.KeyEnv = rs.KeyEnv
+		val, ok := v.lookupEnv(rs.KeyEnv)
+		switch {
+		case v.opts.SkipSecrets:
+		case !ok || val == "":
+			v.errAt(p("store", "key_env"), "store.key_env: environment variable %s is not set", rs.KeyEnv)
+		default:
+			var err error
+			if s.Key, err = filestore.ParseKey([]byte(val)); err != nil {
+				v.errAt(p("store", "key_env"), "store.key_env: environment variable %s: %s", rs.KeyEnv, strings.TrimPrefix(err.Error(), "tokenkeeper: filestore: "))
+			}
+		}
+	}
+}
+
+// minLockTTL is the shortest lock lease redisstore accepts.
+const minLockTTL = 10 * time.Millisecond
+
+// redisStore validates the settings of a redis store.
+func (v *validator) redisStore(s *Store, rs *rawStore) {
+	s.Address = DefaultRedisAddress
+	if rs.Address != "" {
+		host, port, err := net.SplitHostPort(rs.Address)
+		n, perr := strconv.Atoi(port)
+		switch {
+		case err != nil || host == "":
+			v.errAt(p("store", "address"), "store.address: %q is not host:port (such as 127.0.0.1:6379)", rs.Address)
+		case perr != nil || n < 1 || n > 65535:
+			v.errAt(p("store", "address"), "store.address: bad port %q", port)
+		default:
+			s.Address = rs.Address
+		}
+	}
+	if rs.DB != nil {
+		if *rs.DB < 0 {
+			v.errAt(p("store", "db"), "store.db must not be negative (got %d)", *rs.DB)
+		} else {
+			s.DB = *rs.DB
+		}
+	}
+	s.Username = rs.Username
+	if rs.Password != "" {
+		v.errAt(p("store", "password"), "inline password is refused: secrets do not belong in config files; name a file (password_file) or an environment variable (password_env)")
+	}
+	s.Password, s.PasswordFrom = v.secret("redis password", rs.PasswordFile, rs.PasswordEnv,
+		p("store", "password_file"), p("store", "password_env"), false)
+	if rs.TLS != nil {
+		s.TLS = *rs.TLS
+	}
+	if rs.Prefix != nil {
+		if *rs.Prefix == "" || strings.ContainsAny(*rs.Prefix, "{} \t\r\n") {
+			v.errAt(p("store", "prefix"), "store.prefix %q must be non-empty, without braces or white space", *rs.Prefix)
+		} else {
+			s.Prefix = *rs.Prefix
+		}
+	}
+	if rs.LockTTL != nil {
+		if rs.LockTTL.D < minLockTTL {
+			v.errAt(p("store", "lock_ttl"), "store.lock_ttl %v is under %v", rs.LockTTL.D, minLockTTL)
+		} else {
+			s.LockTTL = rs.LockTTL.D
+		}
+	}
+	if host, _, err := net.SplitHostPort(s.Address); err == nil && !s.TLS && !isLoopbackHost(host) {
+		v.warnAt(p("store", "address"), "redis at %s is reached without TLS (tls: false): its password and the lock traffic cross the network in the clear", s.Address)
+	}
 }
 
 func (v *validator) keeper(rk *rawKeeper) Keeper {
@@ -329,6 +411,10 @@ func (v *validator) token(cfg *Config, rt *rawToken, at []any) Token {
 			if t.Group == "" {
 				t.Group = t.Source.TokenURL
 			}
+		case SourceCognito:
+			if t.Source.Region != "" {
+				t.Group = "cognito-idp:" + t.Source.Region // as cognito.Client.Group
+			}
 		}
 	}
 	t.Policy = v.policy(cfg.Keeper.Policy, rt.Policy, append(slices.Clone(at), "policy"))
@@ -345,21 +431,23 @@ var sourceKeys = map[string][]string{
 	SourceClientCredentials: {"issuer", "token_url", "client_id", "client_secret", "client_secret_file", "client_secret_env",
 		"scopes", "auth_style", "params"},
 	SourceCommand: {"command", "env", "dir", "timeout"},
+	SourceCognito: {"region", "user_pool_id", "client_id", "client_secret", "client_secret_file", "client_secret_env",
+		"refresh_token", "refresh_token_file", "refresh_token_env", "username", "rotation", "endpoint"},
 }
+
+// sourceTypes is how messages list the source types.
+const sourceTypes = "oidc, client_credentials, cognito or command"
 
 func (v *validator) source(rs *rawSource, at []any) Source {
 	s := Source{Type: rs.Type}
 	keyAt := func(k string) []any { return append(slices.Clone(at), k) }
 	switch rs.Type {
 	case "":
-		v.errAt(at, "source without a type (want oidc, client_credentials or command)")
+		v.errAt(at, "source without a type (want %s)", sourceTypes)
 		return s
-	case SourceCognito:
-		v.errAt(keyAt("type"), "source type %q is not available yet in this version", rs.Type)
-		return s
-	case SourceOIDC, SourceClientCredentials, SourceCommand:
+	case SourceOIDC, SourceClientCredentials, SourceCommand, SourceCognito:
 	default:
-		v.errAt(keyAt("type"), "unknown source type %q (want oidc, client_credentials or command)", rs.Type)
+		v.errAt(keyAt("type"), "unknown source type %q (want %s)", rs.Type, sourceTypes)
 		return s
 	}
 	// Keys that exist but do not apply to this type.
@@ -372,8 +460,12 @@ func (v *validator) source(rs *rawSource, at []any) Source {
 			}
 		}
 	}
-	if rs.Type == SourceCommand {
+	switch rs.Type {
+	case SourceCommand:
 		v.commandSource(&s, rs, at)
+		return s
+	case SourceCognito:
+		v.cognitoSource(&s, rs, at)
 		return s
 	}
 
@@ -415,24 +507,98 @@ func (v *validator) source(rs *rawSource, at []any) Source {
 		v.errAt(keyAt("auth_style"), "unknown auth_style %q (want auto, basic or post)", rs.AuthStyle)
 	}
 
-	if rs.ClientSecret != "" {
-		v.errAt(keyAt("client_secret"), "inline client_secret is refused: secrets do not belong in config files; name a file (client_secret_file) or an environment variable (client_secret_env)")
-	}
-	s.ClientSecret, s.ClientSecretFrom = v.secret("client secret", rs.ClientSecretFile, rs.ClientSecretEnv,
-		keyAt("client_secret_file"), keyAt("client_secret_env"), false)
+	v.clientSecret(&s, rs, at)
 	if rs.Type == SourceOIDC {
-		if rs.RefreshToken != "" {
-			v.errAt(keyAt("refresh_token"), "inline refresh_token is refused: secrets do not belong in config files; name a file (refresh_token_file) or an environment variable (refresh_token_env)")
-		} else if rs.RefreshTokenFile == "" && rs.RefreshTokenEnv == "" {
-			v.errAt(at, "an oidc source needs its initial refresh token: set refresh_token_file or refresh_token_env")
-		}
-		s.RefreshToken, s.RefreshTokenFrom = v.secret("refresh token", rs.RefreshTokenFile, rs.RefreshTokenEnv,
-			keyAt("refresh_token_file"), keyAt("refresh_token_env"), true)
+		v.refreshToken(&s, rs, at)
 		if rs.ReuseGrace != nil {
 			s.ReuseGrace = rs.ReuseGrace.D
 		}
 	}
 	return s
+}
+
+// clientSecret reads the client secret of an oidc, client_credentials or
+// cognito source, if it has one.
+func (v *validator) clientSecret(s *Source, rs *rawSource, at []any) {
+	keyAt := func(k string) []any { return append(slices.Clone(at), k) }
+	if rs.ClientSecret != "" {
+		v.errAt(keyAt("client_secret"), "inline client_secret is refused: secrets do not belong in config files; name a file (client_secret_file) or an environment variable (client_secret_env)")
+	}
+	s.ClientSecret, s.ClientSecretFrom = v.secret("client secret", rs.ClientSecretFile, rs.ClientSecretEnv,
+		keyAt("client_secret_file"), keyAt("client_secret_env"), false)
+}
+
+// refreshToken reads the initial refresh token of an oidc or cognito
+// source, which is required.
+func (v *validator) refreshToken(s *Source, rs *rawSource, at []any) {
+	keyAt := func(k string) []any { return append(slices.Clone(at), k) }
+	if rs.RefreshToken != "" {
+		v.errAt(keyAt("refresh_token"), "inline refresh_token is refused: secrets do not belong in config files; name a file (refresh_token_file) or an environment variable (refresh_token_env)")
+	} else if rs.RefreshTokenFile == "" && rs.RefreshTokenEnv == "" {
+		article := "a"
+		if rs.Type == SourceOIDC {
+			article = "an"
+		}
+		v.errAt(at, "%s %s source needs its initial refresh token: set refresh_token_file or refresh_token_env", article, rs.Type)
+	}
+	s.RefreshToken, s.RefreshTokenFrom = v.secret("refresh token", rs.RefreshTokenFile, rs.RefreshTokenEnv,
+		keyAt("refresh_token_file"), keyAt("refresh_token_env"), true)
+}
+
+// cognitoSource validates a cognito source: a user's session with an app
+// client of a Cognito user pool.
+func (v *validator) cognitoSource(s *Source, rs *rawSource, at []any) {
+	keyAt := func(k string) []any { return append(slices.Clone(at), k) }
+	s.Region, s.UserPoolID, s.ClientID, s.Username = rs.Region, rs.UserPoolID, rs.ClientID, rs.Username
+	if rs.Rotation != nil {
+		s.Rotation = *rs.Rotation
+	}
+	if rs.Endpoint != "" {
+		if u, err := checkURL(rs.Endpoint); err != nil {
+			v.errAt(keyAt("endpoint"), "endpoint: %v", err)
+		} else if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+			v.errAt(keyAt("endpoint"), "endpoint: %q has a path, query or fragment; give the emulator's base URL, such as http://127.0.0.1:9229", rs.Endpoint)
+		} else {
+			s.Endpoint = rs.Endpoint
+		}
+	}
+	// The cognito package's own checks, one setting at a time, so that each
+	// problem is reported where it is.
+	switch {
+	case rs.Region == "":
+		v.errAt(at, "a cognito source needs region (the user pool's AWS region, such as eu-west-1)")
+	case rs.Endpoint != "" && s.Endpoint == "":
+		// The region cannot be checked without knowing whether an emulator
+		// is used.
+	default:
+		if _, err := cognito.New(cognito.Config{Region: rs.Region, ClientID: "x", Endpoint: s.Endpoint}); err != nil {
+			v.errAt(keyAt("region"), "region: %s", cognitoMessage(err))
+		} else if rs.UserPoolID != "" {
+			if _, err := cognito.New(cognito.Config{Region: rs.Region, ClientID: "x", Endpoint: s.Endpoint, UserPoolID: rs.UserPoolID}); err != nil {
+				v.errAt(keyAt("user_pool_id"), "user_pool_id: %s", cognitoMessage(err))
+			}
+		}
+	}
+	if strings.TrimSpace(rs.ClientID) == "" {
+		v.errAt(at, "a cognito source needs client_id (the app client's id)")
+	}
+	v.clientSecret(s, rs, at)
+	v.refreshToken(s, rs, at)
+	hasSecret := rs.ClientSecretFile != "" || rs.ClientSecretEnv != ""
+	if hasSecret && !s.Rotation && strings.TrimSpace(rs.Username) == "" {
+		v.errAt(at, "a cognito app client with a secret refreshes with a SECRET_HASH over the user's internal user name: "+
+			"set username (the cognito:username claim of the user's ID token; the user's sub in a pool that signs users in by e-mail), "+
+			"or rotation: true if the app client rotates refresh tokens")
+	}
+}
+
+// cognitoMessage is a cognito package error without its prefixes.
+func cognitoMessage(err error) string {
+	msg := err.Error()
+	for _, p := range []string{cognito.ErrBadConfig.Error() + ": ", cognito.ErrRegionMismatch.Error() + ": "} {
+		msg = strings.ReplaceAll(msg, p, "")
+	}
+	return strings.ReplaceAll(msg, "Region", "region")
 }
 
 func (v *validator) commandSource(s *Source, rs *rawSource, at []any) {

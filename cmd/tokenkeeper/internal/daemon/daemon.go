@@ -18,10 +18,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/tokenkeeper/tokenkeeper"
 	"github.com/tokenkeeper/tokenkeeper/agent"
+	"github.com/tokenkeeper/tokenkeeper/cognito"
 	"github.com/tokenkeeper/tokenkeeper/filestore"
 	"github.com/tokenkeeper/tokenkeeper/internal/config"
+	"github.com/tokenkeeper/tokenkeeper/redisstore"
 	"golang.org/x/oauth2"
 )
 
@@ -48,6 +51,8 @@ type Daemon struct {
 	mu     sync.Mutex // serialises Reload and Close
 	cfg    *config.Config
 	store  tokenkeeper.Store
+	shared *redisstore.Store // the store, when it is shared through Redis
+	rdb    *redis.Client     // shared's client
 	keeper *tokenkeeper.Keeper
 	server *agent.Server
 	ln     net.Listener
@@ -55,7 +60,10 @@ type Daemon struct {
 	served chan struct{}
 	secret string
 	prints map[string]string // token name -> config fingerprint
-	closed bool
+	// retired holds the removed tokens whose last refresh may still be
+	// running (see retire).
+	retired map[string]retired
+	closed  bool
 
 	srvMu sync.RWMutex // guards server for the event closure
 }
@@ -67,7 +75,8 @@ func Start(cfg *config.Config, opts Options) (*Daemon, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	d := &Daemon{opts: opts, log: log, cfg: cfg, prints: make(map[string]string), served: make(chan struct{})}
+	d := &Daemon{opts: opts, log: log, cfg: cfg, prints: make(map[string]string),
+		retired: make(map[string]retired), served: make(chan struct{})}
 	var undo []func()
 	started := false
 	defer func() {
@@ -107,11 +116,10 @@ func Start(cfg *config.Config, opts Options) (*Daemon, error) {
 	}
 	undo = append(undo, func() { d.ln.Close() })
 
-	d.store, err = openStore(cfg.Store)
-	if err != nil {
+	if err := d.openStore(cfg.Store); err != nil {
 		return nil, err
 	}
-	undo = append(undo, func() { closeStore(d.store) })
+	undo = append(undo, func() { d.closeStore() })
 
 	d.keeper, err = tokenkeeper.New(tokenkeeper.Config{
 		Workers:          cfg.Keeper.Workers,
@@ -130,10 +138,15 @@ func Start(cfg *config.Config, opts Options) (*Daemon, error) {
 		// Tokens added before the failure may be refreshing: let them end
 		// (a refresh cut off after the server rotated its token loses it).
 		ctx, cancel := context.WithTimeout(context.Background(), DrainTimeout)
-		d.drain(ctx, nil)
+		d.keeper.Shutdown(ctx)
 		cancel()
-		d.keeper.Close()
 	})
+	if d.shared != nil {
+		// Tokens other agents store are installed in this keeper.
+		if err := d.shared.Attach(d.keeper); err != nil {
+			return nil, err
+		}
+	}
 
 	srv, err := agent.New(agent.Options{
 		Keeper:  d.keeper,
@@ -149,6 +162,11 @@ func Start(cfg *config.Config, opts Options) (*Daemon, error) {
 	d.server = srv
 	d.srvMu.Unlock()
 	undo = append(undo, func() { srv.Close() })
+	if d.shared != nil {
+		if err := srv.Registry().Register(redisCollector{d.shared}); err != nil {
+			return nil, err
+		}
+	}
 
 	for _, t := range cfg.Tokens {
 		if err := d.add(t, sources[t.Name]); err != nil {
@@ -170,7 +188,7 @@ func Start(cfg *config.Config, opts Options) (*Daemon, error) {
 	}()
 	started = true
 	log.Info("tokenkeeper agent started", "listen", d.Addr(), "tokens", len(cfg.Tokens),
-		"store", storeDesc(cfg.Store), "version", opts.Version)
+		"store", cfg.Store.String(), "version", opts.Version)
 	return d, nil
 }
 
@@ -219,9 +237,9 @@ func (d *Daemon) Config() *config.Config {
 
 // Close shuts the agent down: the event streams end, the listener closes,
 // refreshes in flight get up to DrainTimeout to finish (a refresh cut off
-// after the server rotated the refresh token would lose the session), then
-// the keeper stops, requests still waiting for a token get an error, and
-// the store is closed. It is idempotent.
+// after the server rotated the refresh token would lose the session;
+// Keeper.Shutdown), then the keeper stops, requests still waiting for a
+// token get an error, and the store is closed. It is idempotent.
 func (d *Daemon) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -235,18 +253,22 @@ func (d *Daemon) Close() error {
 	shut := make(chan error, 1)
 	go func() { shut <- d.httpd.Shutdown(ctx) }()
 
-	dctx, dcancel := context.WithTimeout(ctx, DrainTimeout)
-	if n := d.drain(dctx, nil); n > 0 {
-		d.log.Warn("tokenkeeper agent: refreshes still in flight at shutdown are cancelled", "count", n)
+	// Requests waiting for a refresh end with it (or with ErrClosed for one
+	// that had not started), which lets httpd.Shutdown finish.
+	kctx, kcancel := context.WithTimeout(ctx, DrainTimeout)
+	if err := d.keeper.Shutdown(kctx); err != nil {
+		// A token that did arrive is saved all the same; one whose
+		// request was cut off may leave the server's rotation ahead of
+		// the store (see docs/agent.md, "Crash safety").
+		d.log.Warn("tokenkeeper agent: refreshes still in flight at shutdown were cancelled", "after", DrainTimeout)
 	}
-	dcancel()
-	d.keeper.Close() // ends the requests that wait for a refresh
+	kcancel()
 	var errs []error
 	if err := <-shut; err != nil {
 		d.httpd.Close()
 	}
 	<-d.served
-	if err := closeStore(d.store); err != nil {
+	if err := d.closeStore(); err != nil {
 		errs = append(errs, fmt.Errorf("closing the store: %w", err))
 	}
 	d.log.Info("tokenkeeper agent stopped")
@@ -257,21 +279,15 @@ func (d *Daemon) Close() error {
 // flight.
 var DrainTimeout = 10 * time.Second
 
-// drain waits until no refresh is in flight for the named tokens (all
-// tokens if names is nil), or ctx ends. It returns how many are still in
-// flight.
-func (d *Daemon) drain(ctx context.Context, names []string) int {
-	for {
-		n := 0
-		for _, st := range d.keeper.Status() {
-			if (names == nil || slices.Contains(names, st.Name)) && st.State == tokenkeeper.StateRefreshing {
-				n++
-			}
-		}
-		if n == 0 || !sleepCtx(ctx) {
-			return n
+// waitIdle waits until h has no refresh running, or ctx ends. It reports
+// whether h is idle.
+func waitIdle(ctx context.Context, h *tokenkeeper.Handle) bool {
+	for h.Status().State == tokenkeeper.StateRefreshing {
+		if !sleepCtx(ctx) {
+			return false
 		}
 	}
+	return true
 }
 
 // sleepCtx waits a polling interval; it reports false if ctx ended first.
@@ -287,15 +303,33 @@ func sleepCtx(ctx context.Context) bool {
 }
 
 // openStore opens the configured store.
-func openStore(s config.Store) (tokenkeeper.Store, error) {
-	if s.Type == "memory" {
-		return newMemoryStore(), nil
+func (d *Daemon) openStore(s config.Store) error {
+	switch s.Type {
+	case config.StoreMemory:
+		d.store = newMemoryStore()
+	case config.StoreRedis:
+		return d.openRedis(s)
+	default:
+		st, err := filestore.Open(s.Path, filestore.Options{Key: s.Key, ExtraKeys: extraKeys()})
+		if err != nil {
+			return err
+		}
+		d.store = st
 	}
-	st, err := filestore.Open(s.Path, filestore.Options{Key: s.Key})
-	if err != nil {
-		return nil, err
+	return nil
+}
+
+// extraKeys lists the token extras the store keeps: the file store's
+// defaults (id_token, scope, ...) and those of Cognito's tokens (the user
+// name and device key a refresh needs), so that a restart loses none.
+func extraKeys() []string {
+	keys := filestore.DefaultExtraKeys()
+	for _, k := range cognito.ExtraKeys() {
+		if !slices.Contains(keys, k) {
+			keys = append(keys, k)
+		}
 	}
-	return st, nil
+	return keys
 }
 
 func closeStore(s tokenkeeper.Store) error {
@@ -305,30 +339,21 @@ func closeStore(s tokenkeeper.Store) error {
 	return nil
 }
 
-func storeDesc(s config.Store) string {
-	if s.Type == "memory" {
-		return "memory"
-	}
-	if s.Key != nil {
-		return s.Path + " (encrypted)"
-	}
-	return s.Path
-}
-
 // seedPrefix names the store records that remember which configured
 // refresh token a stored session grew from. ':' cannot occur in a token
 // name, so these never collide with a token.
 const seedPrefix = "seed:"
 
-// add starts keeping t. An oidc token resumes from the store, where the
-// keeper saved the latest (rotated) refresh token, unless the configured
-// refresh token changed since the stored session began: then the user has
-// logged in again and the configured one is the fresh grant.
+// add starts keeping t. An oidc or cognito token resumes from the store,
+// where the keeper saved the latest (rotated) refresh token, unless the
+// configured refresh token changed since the stored session began: then the
+// user has logged in again and the configured one is the fresh grant.
 func (d *Daemon) add(t config.Token, src tokenkeeper.Source) error {
-	tc := tokenkeeper.TokenConfig{Name: t.Name, Source: src, Group: t.Group}
+	d.awaitRetired(t.Name)
+	tc := tokenkeeper.TokenConfig{Name: t.Name, Source: d.coordinate(t, src), Group: t.Group}
 	pol := t.Policy
 	tc.Policy = &pol
-	if t.Source.Type == config.SourceOIDC && t.Source.RefreshToken != "" {
+	if (t.Source.Type == config.SourceOIDC || t.Source.Type == config.SourceCognito) && t.Source.RefreshToken != "" {
 		seed, err := d.seed(t)
 		if err != nil {
 			return err
@@ -374,7 +399,13 @@ func (d *Daemon) seed(t config.Token) (*oauth2.Token, error) {
 	if err := d.saveSeed(ctx, t.Name, want); err != nil {
 		return nil, err
 	}
-	return &oauth2.Token{RefreshToken: t.Source.RefreshToken}, nil
+	tok := &oauth2.Token{RefreshToken: t.Source.RefreshToken}
+	if t.Source.Type == config.SourceCognito && t.Source.Username != "" {
+		// The first refresh's SECRET_HASH needs the user's name; later
+		// tokens carry it in their JWTs.
+		tok = cognito.WithUsername(tok, t.Source.Username)
+	}
+	return tok, nil
 }
 
 func (d *Daemon) saveSeed(ctx context.Context, name, hash string) error {

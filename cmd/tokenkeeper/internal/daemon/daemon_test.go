@@ -369,6 +369,57 @@ func TestReloadWaitsForRefreshInFlight(t *testing.T) {
 	}
 }
 
+func TestReaddWaitsForRemovedTokensRefresh(t *testing.T) {
+	e := newEnv(t, time.Hour)
+	e.grant("a")
+	e.grant("b")
+	withA := e.config(e.unixHead(), e.oidcToken("a", ""), e.oidcToken("b", ""))
+	d := start(t, withA, Options{})
+	c := clientFor(t, d)
+	fetch(t, c, "a")
+	fetch(t, c, "b") // its first refresh is done: only a's is held below
+
+	e.iss.Hold()
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Refresh(context.Background(), "a")
+		done <- err
+	}()
+	waitFor(t, "refresh held", 5*time.Second, func() bool { return e.iss.Held() == 1 })
+	// Removing "a" does not wait for its refresh.
+	if _, err := d.Reload(e.config(e.unixHead(), e.oidcToken("b", ""))); err != nil {
+		t.Fatal(err)
+	}
+	// Adding it back must wait for that refresh: until it has saved the
+	// rotated refresh token, the store holds a spent one.
+	reloaded := make(chan error, 1)
+	go func() {
+		_, err := d.Reload(e.config(e.unixHead(), e.oidcToken("a", ""), e.oidcToken("b", "")))
+		reloaded <- err
+	}()
+	select {
+	case err := <-reloaded:
+		t.Fatalf("Reload added the token back while its old refresh was running: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	e.iss.Release()
+	if err := <-reloaded; err != nil {
+		t.Fatal(err)
+	}
+	// The refresh's caller learns that the token was removed under it.
+	var ce *client.Error
+	if err := <-done; !errors.As(err, &ce) || ce.Code != agent.CodeUnknownToken {
+		t.Errorf("refresh of a removed token: %v", err)
+	}
+	// The new token resumes from the refresh token the removed one saved.
+	if _, err := c.Refresh(context.Background(), "a"); err != nil {
+		t.Fatal(err)
+	}
+	if st := e.iss.Stats(); st.ReuseDetected != 0 || st.Refreshes != 4 {
+		t.Errorf("issuer: %+v", st)
+	}
+}
+
 func TestCloseLetsRefreshFinish(t *testing.T) {
 	e := newEnv(t, time.Hour)
 	e.grant("a")
@@ -399,6 +450,34 @@ func TestCloseLetsRefreshFinish(t *testing.T) {
 	}
 	if st := e.iss.Stats(); st.ReuseDetected != 0 || st.Refreshes != 3 {
 		t.Errorf("issuer: %+v", st)
+	}
+}
+
+func TestCloseCancelsRefreshAfterDrainTimeout(t *testing.T) {
+	defer func(d time.Duration) { DrainTimeout = d }(DrainTimeout)
+	DrainTimeout = 200 * time.Millisecond
+	e := newEnv(t, time.Hour)
+	e.grant("a")
+	d := start(t, e.config(e.unixHead(), e.oidcToken("a", "")), Options{})
+	c := clientFor(t, d)
+	fetch(t, c, "a")
+	e.iss.Hold()
+	defer e.iss.Release()
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Refresh(context.Background(), "a")
+		done <- err
+	}()
+	waitFor(t, "refresh held", 5*time.Second, func() bool { return e.iss.Held() == 1 })
+	start := time.Now()
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Errorf("Close took %v with DrainTimeout %v", el, DrainTimeout)
+	}
+	if err := <-done; err == nil {
+		t.Error("a refresh cancelled at shutdown reported success")
 	}
 }
 
@@ -465,11 +544,11 @@ func TestStartFailuresLeaveNothing(t *testing.T) {
 	if err := Check(cfg); err != nil {
 		t.Error(err)
 	}
-	// Unavailable source type.
+	// A cognito source in no region.
 	cfg5 := *cfg
-	cfg5.Tokens = []config.Token{{Name: "x", Source: config.Source{Type: "cognito"}}}
+	cfg5.Tokens = []config.Token{{Name: "x", Source: config.Source{Type: "cognito", Region: "nowhere", ClientID: "x"}}}
 	if err := Check(&cfg5); err == nil {
-		t.Error("Check accepted a cognito source")
+		t.Error("Check accepted a cognito source without a region")
 	}
 	// A TCP listener whose secret file cannot be created.
 	cfg6 := *cfg

@@ -1,12 +1,12 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/tokenkeeper/tokenkeeper"
 	"github.com/tokenkeeper/tokenkeeper/internal/config"
@@ -82,10 +82,9 @@ func (d *Daemon) Reload(cfg *config.Config) (Change, error) {
 		if _, ok := cfg.Token(name); ok {
 			continue
 		}
-		if err := d.keeper.Remove(name); err != nil && !errors.Is(err, tokenkeeper.ErrUnknownToken) {
+		if err := d.retire(name); err != nil {
 			errs = append(errs, err)
 		}
-		delete(d.prints, name)
 		ch.Removed = append(ch.Removed, name)
 	}
 	for _, t := range replace {
@@ -117,31 +116,74 @@ func (d *Daemon) Reload(cfg *config.Config) (Change, error) {
 	return ch, nil
 }
 
-// replace swaps a token's settings. Its refresh in flight, if any, is
-// allowed to finish first: its result, a rotated refresh token perhaps, is
-// saved in the store, where the replacement picks it up.
+// replace swaps a token's settings, keeping its current token: the
+// replacement starts from the store, where the keeper saved the latest one.
 func (d *Daemon) replace(t config.Token, src tokenkeeper.Source) error {
-	ctx, cancel := context.WithTimeout(context.Background(), DrainTimeout)
-	defer cancel()
-	h, err := d.keeper.Handle(t.Name)
-	if err == nil {
-		d.drain(ctx, []string{t.Name})
-		if err := d.keeper.Remove(t.Name); err != nil && !errors.Is(err, tokenkeeper.ErrUnknownToken) {
-			return err
-		}
-		// A refresh that started between the drain and the removal runs to
-		// its end; wait for it.
-		d.drainHandle(ctx, h)
+	if h, err := d.keeper.Handle(t.Name); err == nil {
+		// A refresh in flight is allowed to finish first, so that the
+		// requests waiting for it get its token rather than an "unknown
+		// token" error from the removal.
+		ctx, cancel := context.WithTimeout(context.Background(), DrainTimeout)
+		waitIdle(ctx, h)
+		cancel()
 	}
-	delete(d.prints, t.Name)
+	if err := d.retire(t.Name); err != nil {
+		return err
+	}
 	return d.add(t, src)
 }
 
-func (d *Daemon) drainHandle(ctx context.Context, h *tokenkeeper.Handle) {
-	for h.Status().State == tokenkeeper.StateRefreshing {
-		if !sleepCtx(ctx) {
-			return
+// retired is a token removed from the keeper whose last refresh may still
+// be running.
+type retired struct {
+	h *tokenkeeper.Handle
+	// bound is how long that refresh can still take: its attempt timeout,
+	// and as much again for the store write that follows.
+	bound time.Duration
+}
+
+// retire removes a token from the keeper. A refresh it has running goes on
+// to its end, and the keeper saves its result in the store even after the
+// removal; add waits for it before it adds the same name again, so that
+// the new token never starts from a stored refresh token that the running
+// refresh is spending.
+func (d *Daemon) retire(name string) error {
+	h, err := d.keeper.Handle(name)
+	if err == nil {
+		err = d.keeper.Remove(name)
+	}
+	if err != nil && !errors.Is(err, tokenkeeper.ErrUnknownToken) {
+		return err
+	}
+	for n, r := range d.retired {
+		if r.h.Status().State != tokenkeeper.StateRefreshing {
+			delete(d.retired, n) // done: nothing to wait for
 		}
+	}
+	if h != nil {
+		at := tokenkeeper.DefaultAttemptTimeout
+		if t, ok := d.cfg.Token(name); ok && t.Policy.AttemptTimeout > 0 {
+			at = t.Policy.AttemptTimeout
+		}
+		d.retired[name] = retired{h: h, bound: 2*at + time.Second}
+	}
+	delete(d.prints, name)
+	return nil
+}
+
+// awaitRetired waits for the last refresh of a removed token of that name,
+// if one is running.
+func (d *Daemon) awaitRetired(name string) {
+	r, ok := d.retired[name]
+	if !ok {
+		return
+	}
+	delete(d.retired, name)
+	ctx, cancel := context.WithTimeout(context.Background(), r.bound)
+	defer cancel()
+	if !waitIdle(ctx, r.h) {
+		d.log.Warn("tokenkeeper agent: the previous refresh of a replaced token is still running past its timeouts; the new token starts from the store anyway",
+			"token", name)
 	}
 }
 
@@ -155,8 +197,7 @@ func restartOnly(a, b *config.Config) []string {
 	if a.SecretFile != b.SecretFile && a.Listen.Network == "tcp" {
 		out = append(out, "secret_file")
 	}
-	if a.Store.Type != b.Store.Type || a.Store.Path != b.Store.Path || a.Store.KeyFile != b.Store.KeyFile ||
-		a.Store.KeyEnv != b.Store.KeyEnv || !bytes.Equal(a.Store.Key, b.Store.Key) {
+	if !a.Store.Equal(b.Store) {
 		out = append(out, "store")
 	}
 	if a.Keeper.Workers != b.Keeper.Workers || a.Keeper.MaxQueued != b.Keeper.MaxQueued ||

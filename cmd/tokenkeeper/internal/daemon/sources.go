@@ -10,6 +10,7 @@ import (
 
 	"github.com/tokenkeeper/tokenkeeper"
 	"github.com/tokenkeeper/tokenkeeper/cmd/tokenkeeper/internal/execsource"
+	"github.com/tokenkeeper/tokenkeeper/cognito"
 	"github.com/tokenkeeper/tokenkeeper/internal/config"
 	"github.com/tokenkeeper/tokenkeeper/oidc"
 	"golang.org/x/oauth2"
@@ -47,6 +48,19 @@ func (d *Daemon) newSource(t config.Token) (tokenkeeper.Source, error) {
 			}
 		}
 		return oidc.New(oc)
+	case config.SourceCognito:
+		cc := cognito.Config{
+			Region:       s.Region,
+			ClientID:     s.ClientID,
+			ClientSecret: s.ClientSecret,
+			UserPoolID:   s.UserPoolID,
+			Endpoint:     s.Endpoint,
+			Rotation:     s.Rotation,
+		}
+		if d.opts.HTTPClient != nil {
+			cc.HTTPClient = d.opts.HTTPClient // not a typed nil in the interface
+		}
+		return cognito.New(cc)
 	case config.SourceCommand:
 		return execsource.New(execsource.Config{
 			Name: t.Name, Command: s.Command, Env: s.Env, Dir: s.Dir, Timeout: s.Timeout,

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/tokenkeeper/tokenkeeper"
+	"github.com/tokenkeeper/tokenkeeper/agent"
 	"github.com/tokenkeeper/tokenkeeper/cmd/tokenkeeper/internal/client"
 	"github.com/tokenkeeper/tokenkeeper/cmd/tokenkeeper/internal/daemon"
 	"github.com/tokenkeeper/tokenkeeper/cmd/tokenkeeper/internal/workload"
@@ -68,6 +69,9 @@ type Options struct {
 	// Workload overrides the workload's timings (Client and Tokens are set
 	// by the demo).
 	Workload workload.Config
+	// Command is how the user runs tokenkeeper, for the commands the banner
+	// suggests. If empty, "go run ./cmd/tokenkeeper".
+	Command string
 }
 
 // Demo is a running demo.
@@ -87,7 +91,7 @@ type Demo struct {
 	wg     sync.WaitGroup
 	grants map[string]string // token name -> grant ID
 
-	mu      sync.Mutex
+	mu      sync.Mutex        // guards the fields below, and the assignment of Workload
 	pending map[string]string // token -> reason of the refresh about to start
 	started map[string]startInfo
 	sum     Summary
@@ -197,7 +201,11 @@ func Start(opts Options) (*Demo, error) {
 			user(s)
 		}
 	}
+	// Events of the first refreshes may still be on their way to d.event,
+	// which reads d.Workload.
+	d.mu.Lock()
 	d.Workload = workload.New(wc)
+	d.mu.Unlock()
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	d.wg.Add(1)
@@ -277,6 +285,10 @@ func (d *Demo) Banner(w io.Writer) {
 		names = append(names, fmt.Sprintf("%s (%s)", t.Name, t.Lifetime))
 	}
 	first := d.tokens[0].Name
+	self := d.opts.Command
+	if self == "" {
+		self = "go run ./cmd/tokenkeeper"
+	}
 	fmt.Fprintf(w, "tokenkeeper dev: a demo identity provider, an agent keeping %d tokens, and a bursty user.\n\n", len(d.tokens))
 	fmt.Fprintf(w, "  identity provider  %s  (rotating refresh tokens, reuse detection on)\n", d.Issuer.URL())
 	fmt.Fprintf(w, "  tokens             %s\n", strings.Join(names, ", "))
@@ -284,17 +296,20 @@ func (d *Demo) Banner(w io.Writer) {
 		sock := d.Daemon.Address()
 		fmt.Fprintf(w, "  agent              unix:%s  (run with --listen 127.0.0.1:0 for the status page)\n", sock)
 		fmt.Fprintf(w, "  fetch a token      curl -s --unix-socket %s http://localhost/v1/tokens/%s\n", sock, first)
-		fmt.Fprintf(w, "  watch it           go run ./cmd/tokenkeeper status --addr unix:%s --watch\n", sock)
+		fmt.Fprintf(w, "  watch it           %s status --addr unix:%s --watch\n", self, sock)
 	} else {
 		base := "http://" + d.Daemon.Address()
 		secretFile := filepath.Join(d.Dir, "agent.secret")
-		fmt.Fprintf(w, "  status page        %s/#secret=%s\n", base, d.Daemon.Secret())
+		fmt.Fprintf(w, "  status page        %s\n", agent.PageLink(base, d.Daemon.Secret()))
 		fmt.Fprintf(w, "  fetch a token      curl -s -H \"Authorization: Bearer $(cat %s)\" %s/v1/tokens/%s\n", secretFile, base, first)
-		fmt.Fprintf(w, "  watch it           go run ./cmd/tokenkeeper status --addr %s --secret-file %s --watch\n", d.Daemon.Address(), secretFile)
+		fmt.Fprintf(w, "  watch it           %s status --addr %s --secret-file %s --watch\n", self, d.Daemon.Address(), secretFile)
 	}
 	fmt.Fprintf(w, "  config             %s\n\n", d.ConfigPath)
-	fmt.Fprintf(w, "The first planned refreshes come about a minute in, each at a quiet moment of the workload\n")
-	fmt.Fprintf(w, "(or at its window's end if none comes). Ctrl-C stops the demo and removes %s.\n\n", d.Dir)
+	if d.Daemon.Network() != "unix" {
+		fmt.Fprintf(w, "Open the status page link in a browser (the page trades the secret in it for a cookie).\n")
+	}
+	fmt.Fprintf(w, "The first planned refreshes come about a minute in, each at a quiet moment of the\n")
+	fmt.Fprintf(w, "workload (or at its window's end if none comes). Ctrl-C stops the demo and removes\n%s.\n\n", d.Dir)
 	d.out.open()
 }
 
@@ -310,7 +325,13 @@ func (d *Demo) event(e tokenkeeper.Event) {
 			d.say(e.Token, "next refresh window opens at %s (in %s)", clock(e.At), until(e.At))
 		}
 	case tokenkeeper.EventStarted:
-		busy, since := d.Workload.Busy()
+		d.mu.Lock()
+		w := d.Workload
+		d.mu.Unlock()
+		busy, since := false, time.Now() // before the user starts: quiet
+		if w != nil {
+			busy, since = w.Busy()
+		}
 		d.mu.Lock()
 		si := startInfo{reason: d.pending[e.Token], busy: busy}
 		if !busy {
