@@ -187,8 +187,10 @@ func (h *Handle) slow(ctx context.Context, min time.Duration) (*oauth2.Token, er
 		if inline {
 			h.runFlight(f)
 		}
-		h.waits.Add(1)
-		k.waits.Add(1)
+		if ctx.Err() == nil {
+			h.waits.Add(1)
+			k.waits.Add(1)
+		}
 		select {
 		case <-f.done:
 		case <-ctx.Done():

@@ -299,8 +299,9 @@ func (k *Keeper) releaseGroup(g *group) {
 }
 
 // Remove stops keeping the named token. Callers waiting for its refresh get
-// an error wrapping ErrUnknownToken; a refresh already running completes but
-// its result is dropped. The Store is not touched. A Handle obtained earlier
+// an error wrapping ErrUnknownToken; a refresh already running completes, and
+// its token is saved to the Store (the refresh token it replaced may be
+// spent) but not handed out. Remove itself does not touch the Store. A Handle obtained earlier
 // keeps handing out its cached token while that is valid, and fails with
 // ErrUnknownToken once it would need a refresh.
 func (k *Keeper) Remove(name string) error {
@@ -412,7 +413,8 @@ func (k *Keeper) Timeline(n int) []int {
 }
 
 // Waits returns how many token fetches had to wait for a refresh (because
-// no valid token was cached), over all tokens.
+// no valid token was cached), over all tokens. A fetch with a ctx that was
+// already done does not wait and is not counted.
 func (k *Keeper) Waits() uint64 { return k.waits.Load() }
 
 // DroppedEvents returns how many events were dropped because OnEvent fell

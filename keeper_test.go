@@ -1014,3 +1014,34 @@ func TestCallersDoNotWaitOnProbe(t *testing.T) {
 		}
 	})
 }
+
+func TestWaitsCountOnlyRealWaits(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		block := make(chan struct{})
+		src := &fakeSource{fn: func(ctx context.Context, n int, _ *oauth2.Token) (*oauth2.Token, error) {
+			<-block
+			return newTok("t", time.Now().Add(time.Hour)), nil
+		}}
+		k := newKeeper(t, Config{})
+		h, _ := k.Add(TokenConfig{Name: "a", Source: src, Token: &oauth2.Token{RefreshToken: "rt"}})
+		synctest.Wait()
+		if st := h.Status(); st.HasToken || st.State != StateRefreshing {
+			t.Errorf("first refresh: %+v", st)
+		}
+		done, cancel := context.WithCancel(t.Context())
+		cancel()
+		if _, err := h.TokenContext(done); !errors.Is(err, context.Canceled) {
+			t.Fatalf("done ctx: %v", err)
+		}
+		if k.Waits() != 0 {
+			t.Errorf("a fetch with a done ctx counted as a wait")
+		}
+		go h.TokenContext(context.Background())
+		synctest.Wait()
+		close(block)
+		synctest.Wait()
+		if k.Waits() != 1 || h.Status().Waits != 1 || !h.Status().HasToken {
+			t.Errorf("waits = %d / %+v", k.Waits(), h.Status())
+		}
+	})
+}

@@ -46,6 +46,10 @@ type Status struct {
 	Name  string
 	Group string
 	State State
+	// HasToken reports whether an access token is cached (valid or not);
+	// false while only a refresh token is known, even during the first
+	// refresh (State is then StateRefreshing).
+	HasToken bool
 
 	Issued time.Time // when the current token arrived
 	Expiry time.Time // zero: does not expire, or no token
@@ -92,6 +96,7 @@ func (h *Handle) Status() Status {
 	st := Status{Name: h.name, Group: h.group, Waits: h.waits.Load()}
 	s := h.cur.Load()
 	if s != nil {
+		st.HasToken = s.tok.AccessToken != ""
 		st.Issued = time.Unix(0, s.issued)
 		if s.expiry != 0 {
 			st.Expiry = time.Unix(0, s.expiry)
