@@ -1,10 +1,8 @@
 package tokenkeeper
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -174,15 +172,6 @@ func Classify(err error) *RefreshError {
 type scrubbedError struct{ msg string }
 
 func (e scrubbedError) Error() string { return e.msg }
-
-// isTimeout reports whether err is a deadline or network timeout.
-func isTimeout(err error) bool {
-	if errors.Is(err, context.DeadlineExceeded) {
-		return true
-	}
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
 
 // ParseRetryAfter parses an HTTP Retry-After value: delay-seconds or an
 // HTTP date (RFC 9110, section 10.2.3), relative to now. It returns false for
