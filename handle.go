@@ -180,7 +180,7 @@ func (h *Handle) slow(ctx context.Context, min time.Duration) (*oauth2.Token, er
 		}
 		h.touch(now / 1e9)
 		k.usage.Record(now)
-		f, inline, err := h.startFlight(true, seen)
+		f, inline, err := h.startFlight(seen)
 		if err != nil {
 			return nil, err
 		}
@@ -219,7 +219,7 @@ func (h *Handle) tooShort(min time.Duration, now int64) bool {
 // seen is the token the caller found unusable: if a valid token replaced it
 // before the flight runs, the flight completes with that one and the source
 // is not called.
-func (h *Handle) startFlight(urgent bool, seen *snapshot) (f *flight, inline bool, err error) {
+func (h *Handle) startFlight(seen *snapshot) (f *flight, inline bool, err error) {
 	k := h.k
 	h.mu.Lock()
 	if h.reauth != nil {
@@ -229,14 +229,14 @@ func (h *Handle) startFlight(urgent bool, seen *snapshot) (f *flight, inline boo
 	}
 	if f := h.flight; f != nil {
 		running := f.running
-		if refused, until, cause := h.g.br.Refuses(k.clock.wallTime()); refused && urgent {
+		if refused, until, cause := h.g.br.Refuses(k.clock.wallTime()); refused {
 			// The flight is the breaker's probe (or will be refused): a
 			// caller with no valid token fails fast instead of waiting on it.
 			h.mu.Unlock()
 			return nil, false, &CircuitOpenError{Group: h.group, Until: until, Cause: cause}
 		}
 		h.mu.Unlock()
-		if urgent && !running {
+		if !running {
 			// Raise a planned refresh to urgent.
 			_, _ = k.q.Push(h, h.group, queue.Urgent)
 		}
@@ -258,12 +258,12 @@ func (h *Handle) startFlight(urgent bool, seen *snapshot) (f *flight, inline boo
 	h.inflightSince = now
 	h.mu.Unlock()
 
-	if st, _, cause := h.g.br.Snapshot(now); st == breaker.HalfOpen && urgent {
+	if st, _, cause := h.g.br.Snapshot(now); st == breaker.HalfOpen {
 		// This refresh will be the breaker's probe. It runs in the
 		// background; the caller fails fast rather than wait on a provider
 		// that was failing a moment ago.
 		if _, err := k.q.Push(h, h.group, queue.Urgent); err != nil {
-			h.abandonFlight(ErrClosed)
+			h.abandonFlight(err) // full or closed: the next caller tries again
 		}
 		return nil, false, &CircuitOpenError{Group: h.group, Cause: cause}
 	}
@@ -592,7 +592,7 @@ func (h *Handle) Refresh(ctx context.Context) (*oauth2.Token, error) {
 	if h.k.closed.Load() {
 		return nil, ErrClosed
 	}
-	f, inline, err := h.startFlight(true, h.cur.Load())
+	f, inline, err := h.startFlight(h.cur.Load())
 	if err != nil {
 		return nil, err
 	}
@@ -642,9 +642,10 @@ func (h *Handle) Invalidate(tok *oauth2.Token) bool {
 	if h.removed.Load() || h.k.closed.Load() {
 		return true
 	}
-	f, inline, err := h.startFlight(true, &ns)
-	if err == nil && inline {
-		go h.runFlight(f) // not on the caller's request path
+	if _, inline, err := h.startFlight(&ns); err == nil && inline {
+		// The queue is full. Invalidate runs on a request path and must not
+		// refresh there; the next caller that needs the token will.
+		h.abandonFlight(queue.ErrFull)
 	}
 	return true
 }
