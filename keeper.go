@@ -233,19 +233,32 @@ func (k *Keeper) Add(tc TokenConfig) (*Handle, error) {
 	if !pol.NoJitter {
 		h.jitter = k.randFloat()
 	}
-	initial := tc.Token
+	initial, issued := tc.Token, added
 	if initial == nil && k.cfg.Store != nil {
 		ctx, cancel := context.WithTimeout(k.ctx, h.pol.AttemptTimeout)
-		t, err := k.cfg.Store.Load(ctx, tc.Name)
+		var (
+			t       *oauth2.Token
+			savedAt time.Time
+			err     error
+		)
+		if sl, ok := k.cfg.Store.(SavedAtLoader); ok {
+			t, savedAt, err = sl.LoadSavedAt(ctx, tc.Name)
+		} else {
+			t, err = k.cfg.Store.Load(ctx, tc.Name)
+		}
 		cancel()
-		if err == nil {
+		switch {
+		case err == nil:
 			initial = t
-		} else if !isNotFound(err) {
+			if !savedAt.IsZero() && savedAt.Before(added) && (t.Expiry.IsZero() || savedAt.Before(t.Expiry)) {
+				issued = savedAt
+			}
+		case !isNotFound(err):
 			return nil, fmt.Errorf("tokenkeeper: loading token %q from store: %w", tc.Name, err)
 		}
 	}
 	if initial != nil {
-		h.cur.Store(h.snapshotOf(initial, added, time.Time{}))
+		h.cur.Store(h.snapshotOf(initial, issued, time.Time{}))
 	}
 	h.lastUsed.Store(added.Unix())
 

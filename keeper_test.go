@@ -1045,3 +1045,42 @@ func TestWaitsCountOnlyRealWaits(t *testing.T) {
 		}
 	})
 }
+
+type savedAtStore struct {
+	memStore
+	at time.Time
+}
+
+func (s *savedAtStore) LoadSavedAt(ctx context.Context, name string) (*oauth2.Token, time.Time, error) {
+	t, err := s.Load(ctx, name)
+	return t, s.at, err
+}
+
+// After a restart, a token loaded from a store that knows when it saved it
+// keeps its refresh window; without that, the window is computed from the
+// lifetime left.
+func TestRestartKeepsWindow(t *testing.T) {
+	for _, withSavedAt := range []bool{true, false} {
+		t.Run(fmt.Sprint("savedAt=", withSavedAt), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				t0 := time.Now()
+				tok := newTok("saved", t0.Add(time.Hour))
+				var st Store = &memStore{m: map[string]*oauth2.Token{"a": tok}}
+				if withSavedAt {
+					st = &savedAtStore{memStore: memStore{m: map[string]*oauth2.Token{"a": tok}}, at: t0}
+				}
+				time.Sleep(30 * time.Minute) // the process restarts half-way
+				k := newKeeper(t, Config{Store: st})
+				h, _ := k.Add(TokenConfig{Name: "a", Source: &fakeSource{}, Policy: noJitter()})
+				synctest.Wait()
+				want := t0.Add(40 * time.Minute)
+				if !withSavedAt {
+					want = t0.Add(50 * time.Minute) // a 30-minute token: a third before expiry
+				}
+				if got := h.Status().WindowStart; !got.Equal(want) {
+					t.Errorf("window opens at +%v, want +%v", got.Sub(t0), want.Sub(t0))
+				}
+			})
+		})
+	}
+}

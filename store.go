@@ -2,6 +2,7 @@ package tokenkeeper
 
 import (
 	"context"
+	"time"
 
 	"golang.org/x/oauth2"
 )
@@ -17,4 +18,14 @@ type Store interface {
 	Load(ctx context.Context, name string) (*oauth2.Token, error)
 	Save(ctx context.Context, name string, tok *oauth2.Token) error
 	Delete(ctx context.Context, name string) error
+}
+
+// A SavedAtLoader is a Store that also remembers when it saved each token.
+// The keeper saves a token the moment it receives it, so that time is the
+// token's issue time: when a token is loaded at Add, the keeper uses it to
+// place the refresh window as it was before the restart. With a Store that
+// lacks it, a loaded token counts as issued at load time, and its window is
+// computed from the lifetime it has left.
+type SavedAtLoader interface {
+	LoadSavedAt(ctx context.Context, name string) (tok *oauth2.Token, savedAt time.Time, err error)
 }

@@ -352,8 +352,16 @@ func (s *Store) Encrypted() bool { return s.aead != nil }
 // matching ErrCorrupt for a record that cannot be decoded or authenticated
 // (the other records stay readable), and with ErrClosed after Close.
 func (s *Store) Load(ctx context.Context, name string) (*oauth2.Token, error) {
+	tok, _, err := s.LoadSavedAt(ctx, name)
+	return tok, err
+}
+
+// LoadSavedAt is Load that also returns when the token was saved; it
+// implements [tokenkeeper.SavedAtLoader], so a keeper restarted on this store
+// keeps each token's refresh window where it was.
+func (s *Store) LoadSavedAt(ctx context.Context, name string) (*oauth2.Token, time.Time, error) {
 	if err := s.precall(ctx, "load", name); err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	var data []byte
 	err := s.view(func(tx *bolt.Tx) error {
@@ -361,16 +369,16 @@ func (s *Store) Load(ctx context.Context, name string) (*oauth2.Token, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, s.opError("load", name, err)
+		return nil, time.Time{}, s.opError("load", name, err)
 	}
 	if data == nil {
-		return nil, newError(tokenkeeper.ErrNotFound, nil, "load %q: not found", name)
+		return nil, time.Time{}, newError(tokenkeeper.ErrNotFound, nil, "load %q: not found", name)
 	}
 	e, err := decodeRecord(name, data, s.aead)
 	if err != nil {
-		return nil, s.opError("load", name, err)
+		return nil, time.Time{}, s.opError("load", name, err)
 	}
-	return e.token(), nil
+	return e.token(), e.SavedAt, nil
 }
 
 // Save stores tok under name, replacing what was there, and returns once
