@@ -430,6 +430,13 @@ func (k *Keeper) Timeline(n int) []int {
 // already done does not wait and is not counted.
 func (k *Keeper) Waits() uint64 { return k.waits.Load() }
 
+// ActiveSeconds reports, for each of the last n seconds (oldest first, at
+// most 3600), whether the application was active in it: the fine-grained
+// view of activity for status pages showing short-lived tokens.
+func (k *Keeper) ActiveSeconds(n int) []bool {
+	return k.usage.Seconds(k.clock.precise(), n)
+}
+
 // DroppedEvents returns how many events were dropped because OnEvent fell
 // behind.
 func (k *Keeper) DroppedEvents() uint64 { return k.events.dropped.Load() }

@@ -144,6 +144,10 @@ func TestStatusStatesAndTimeline(t *testing.T) {
 		if len(tl) != 5 || tl[1] == 0 {
 			t.Errorf("timeline = %v", tl)
 		}
+		secs := k.ActiveSeconds(121)
+		if len(secs) != 121 || !secs[0] || !secs[60] || secs[1] || secs[120] {
+			t.Errorf("active seconds: %d, first %v, +60s %v, +1s %v, now %v", len(secs), secs[0], secs[60], secs[1], secs[120])
+		}
 		if h.Name() != "b" {
 			t.Error(h.Name())
 		}

@@ -39,6 +39,7 @@ const (
 	slotNanos   = int64(SlotWidth)
 
 	ringMinutes = 24 * 60               // minutes kept by the ring: 1440
+	ringSeconds = 3600                  // seconds kept by the second ring: one hour
 	daySlots    = 24 * 60 / slotMinutes // 288
 	weekSlots   = 7 * daySlots          // 2016
 
@@ -127,6 +128,10 @@ type Model struct {
 	// ring holds per-minute active seconds, indexed by Unix minute mod 1440;
 	// see pack.
 	ring [ringMinutes]atomic.Int64
+
+	// secs holds, per Unix second mod ringSeconds, the latest active second
+	// that fell there: second s was active if secs[s mod ringSeconds] == s.
+	secs [ringSeconds]atomic.Int64
 
 	// rolled is the slot of the latest Roll's now, for Roll's fast path.
 	rolled atomic.Int64
@@ -217,6 +222,7 @@ func (m *Model) recordSecond(now, sec, last int64) {
 			}
 		}
 	}
+	m.secs[floorMod(sec, ringSeconds)].Store(sec)
 	m.addSecond(floorDiv(sec, 60))
 }
 
@@ -371,6 +377,20 @@ func (m *Model) HasHistory() bool {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	return m.folded > 0
+}
+
+// Seconds reports, for each of the n seconds that end with the second
+// containing now (oldest first, at most one hour), whether it was active.
+// It is for status pages that show short-lived tokens.
+func (m *Model) Seconds(now int64, n int) []bool {
+	n = min(max(n, 0), ringSeconds)
+	out := make([]bool, n)
+	end := floorDiv(now, secondNanos)
+	for i := range out {
+		sec := end - int64(n-1-i)
+		out[i] = m.secs[floorMod(sec, ringSeconds)].Load() == sec
+	}
+	return out
 }
 
 // Timeline returns active seconds per minute for the n minutes that end with

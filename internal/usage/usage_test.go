@@ -630,3 +630,31 @@ func TestConcurrent(t *testing.T) {
 		t.Errorf("LastActivity = %v, want %v", time.Unix(0, got), time.Unix(0, want))
 	}
 }
+
+func TestSeconds(t *testing.T) {
+	m := New(Config{Location: time.UTC})
+	base := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC).UnixNano()
+	for _, d := range []int64{0, 1, 3, 3, 7} {
+		m.Record(base + d*int64(time.Second) + 5e8)
+	}
+	got := m.Seconds(base+7*int64(time.Second), 8)
+	want := []bool{true, true, false, true, false, false, false, true}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("Seconds = %v, want %v", got, want)
+		}
+	}
+	// An hour later the ring slots hold other seconds: nothing is active.
+	later := base + int64(time.Hour) + 7*int64(time.Second)
+	for _, a := range m.Seconds(later, 8) {
+		if a {
+			t.Fatal("a second from an hour ago reads as active")
+		}
+	}
+	if n := len(m.Seconds(later, 99999)); n != 3600 {
+		t.Errorf("len = %d, want 3600", n)
+	}
+	if n := len(m.Seconds(later, -1)); n != 0 {
+		t.Errorf("len = %d, want 0", n)
+	}
+}
