@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -673,5 +674,94 @@ func TestStartReason(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"a:idle", "a:on-demand", "b:on-demand"}, got); diff != "" {
 		t.Errorf("reasons (-want +got):\n%s", diff)
+	}
+}
+
+// TestOverviewRecentActivity: the overview carries the activity of each
+// recent second, as runs of active seconds that match what was recorded.
+func TestOverviewRecentActivity(t *testing.T) {
+	e := newEnv(t, envConfig{secret: testSecret, noStart: true}) // no tokens: no fetches count as activity
+	base := time.Now().Truncate(time.Second).Add(-200*time.Second + 500*time.Millisecond)
+	old := base.Add(-400 * time.Second).Truncate(time.Second) // beyond 5 minutes, within 15
+	want := []time.Time{old}
+	for _, off := range []int{0, 1, 2, 10, 20, 21, 22, 23, 24} {
+		want = append(want, base.Add(time.Duration(off)*time.Second).Truncate(time.Second))
+	}
+	for _, at := range want { // in order: the keeper ignores a late, earlier second
+		e.k.NoteActivityAt(at.Add(500 * time.Millisecond))
+	}
+	before := time.Now()
+	e.k.NoteActivity()
+
+	// active returns the active seconds that the runs of r name, and checks
+	// the runs' shape.
+	active := func(r recentJSON) []time.Time {
+		t.Helper()
+		var out []time.Time
+		prev := -1
+		for _, run := range r.Runs {
+			if run[0] <= prev || run[1] <= run[0] || run[1] > r.Seconds {
+				t.Errorf("runs %v out of order or range (%d seconds)", r.Runs, r.Seconds)
+			}
+			prev = run[1]
+			for i := run[0]; i < run[1]; i++ {
+				out = append(out, r.Start.Add(time.Duration(i)*time.Second))
+			}
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		query   string
+		seconds int
+		want    []time.Time
+	}{
+		{"?minutes=5", 300, want[1:]},
+		{"", 900, want}, // the default (6 h) is capped at 15 minutes
+		{"?minutes=15", 900, want},
+	} {
+		status, _, body := e.do(t, "GET", "/v1/overview"+tc.query, "")
+		if status != 200 {
+			t.Fatal(status, body)
+		}
+		var ov overview
+		if err := json.Unmarshal([]byte(body), &ov); err != nil {
+			t.Fatal(err)
+		}
+		r := ov.Activity.Recent
+		if r.Seconds != tc.seconds || !r.Start.Equal(r.Start.Truncate(time.Second)) {
+			t.Fatalf("%s: recent activity covers %d seconds from %v, want %d whole seconds", tc.query, r.Seconds, r.Start, tc.seconds)
+		}
+		// The period ends with the second of the answer.
+		if last := r.Start.Add(time.Duration(r.Seconds-1) * time.Second); !last.Equal(ov.Now.Truncate(time.Second)) &&
+			!last.Equal(ov.Now.Truncate(time.Second).Add(-time.Second)) {
+			t.Errorf("%s: recent activity ends with the second %v, now %v", tc.query, last, ov.Now)
+		}
+		got := active(r)
+		// The last active second is NoteActivity's: the current one, or
+		// the one before (the keeper's hot-path clock may lag a tick).
+		if n := len(got); n == 0 || got[n-1].Before(before.Truncate(time.Second).Add(-time.Second)) || got[n-1].After(ov.Now) {
+			t.Errorf("%s: no activity now (%v) in %v", tc.query, before, got)
+		} else {
+			got = got[:n-1]
+		}
+		if diff := cmp.Diff(tc.want, got); diff != "" {
+			t.Errorf("%s: active seconds (-want +got):\n%s\nruns %v from %v", tc.query, diff, r.Runs, r.Start)
+		}
+	}
+	// On the wire, the runs are pairs of second offsets from start.
+	_, _, body := e.do(t, "GET", "/v1/overview?minutes=5", "")
+	var ov struct {
+		Activity struct {
+			Recent struct {
+				Start time.Time `json:"start"`
+			} `json:"recent"`
+		} `json:"activity"`
+	}
+	if err := json.Unmarshal([]byte(body), &ov); err != nil {
+		t.Fatal(err)
+	}
+	o := int(want[1].Sub(ov.Activity.Recent.Start) / time.Second)
+	if wantRuns := fmt.Sprintf(`"active_runs":[[%d,%d],[%d,%d],[%d,%d],`, o, o+3, o+10, o+11, o+20, o+25); !strings.Contains(body, wantRuns) {
+		t.Errorf("active runs not %s... in %s", wantRuns, body)
 	}
 }

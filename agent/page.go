@@ -87,11 +87,67 @@ type activityJSON struct {
 	Start         time.Time `json:"start"`
 	StepSeconds   int       `json:"step_seconds"`
 	ActiveSeconds []int     `json:"active_seconds"`
+	// Recent is the activity of each second of the recent period, for the
+	// page's short zoom levels (minutes are too coarse for short-lived
+	// tokens).
+	Recent recentJSON `json:"recent"`
+}
+
+// recentJSON is per-second activity, compressed to the runs of active
+// seconds: each run is [first, end) in seconds from Start (end exclusive),
+// in order. Start is a whole second; the period covers Seconds seconds, the
+// last one being the current second.
+type recentJSON struct {
+	Start   time.Time `json:"start"`
+	Seconds int       `json:"seconds"`
+	Runs    [][2]int  `json:"active_runs"`
+}
+
+// maxRecentMinutes bounds the per-second activity in the overview: the
+// page draws it for zoom levels up to 15 minutes.
+const maxRecentMinutes = 15
+
+// activeRuns compresses per-second activity (oldest first) to the runs of
+// active seconds, [first, end) by index. Never nil.
+func activeRuns(secs []bool) [][2]int {
+	runs := [][2]int{}
+	for i := 0; i < len(secs); i++ {
+		if !secs[i] {
+			continue
+		}
+		j := i + 1
+		for j < len(secs) && secs[j] {
+			j++
+		}
+		runs = append(runs, [2]int{i, j})
+		i = j
+	}
+	return runs
+}
+
+// recentActivity returns the per-second activity of the last n seconds
+// (the current one included).
+func (s *Server) recentActivity(n int) recentJSON {
+	// The keeper reads the clock itself: read it before and after, so that
+	// Start names the same second as the keeper's last one (a second that
+	// ends in between is read again).
+	var secs []bool
+	var end time.Time
+	for range 3 {
+		end = time.Now().Truncate(time.Second)
+		secs = s.k.ActiveSeconds(n)
+		if time.Now().Truncate(time.Second).Equal(end) {
+			break
+		}
+	}
+	return recentJSON{Start: end.Add(-time.Duration(len(secs)-1) * time.Second),
+		Seconds: len(secs), Runs: activeRuns(secs)}
 }
 
 // serveOverview answers GET /v1/overview[?minutes=N]: statuses, queue,
 // activity per minute, refresh windows and attempts of the last N minutes
-// (History by default).
+// (History by default), and the activity of each second of the last N
+// minutes, at most the last 15.
 func (s *Server) serveOverview(w http.ResponseWriter, r *http.Request) {
 	minutes := int(s.history / time.Minute)
 	for k, vs := range r.URL.Query() {
@@ -116,7 +172,8 @@ func (s *Server) serveOverview(w http.ResponseWriter, r *http.Request) {
 		Queue:         queueJSON{Queued: q, Running: running, Panics: panics},
 		EventsDropped: s.k.DroppedEvents(),
 		Activity: activityJSON{Start: from, StepSeconds: 60,
-			ActiveSeconds: s.k.Timeline(minutes)},
+			ActiveSeconds: s.k.Timeline(minutes),
+			Recent:        s.recentActivity(min(minutes, maxRecentMinutes) * 60)},
 		Windows:  wins,
 		Attempts: attempts,
 	}

@@ -268,6 +268,14 @@ func TestStatusPage(t *testing.T) {
 		chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(20*time.Second))); err != nil {
 		t.Errorf("the timeline lacks refresh marks or windows: %v", err)
 	}
+	// At that zoom the activity lane shows each second: the client's
+	// bursts as separate runs, with the quiet gaps between them.
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](
+		`document.querySelectorAll('#timeline rect.activity.second').length >= 3 && `+
+			`document.querySelector('#legend-act').textContent === "activity (active seconds)"`,
+		chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(20*time.Second))); err != nil {
+		t.Errorf("the timeline lacks per-second activity: %v", err)
+	}
 	conn, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#conn-text`)))
 	if err != nil || conn != "live" {
 		t.Errorf("connection indicator %q (%v), want live (event stream)", conn, err)
