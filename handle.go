@@ -163,8 +163,10 @@ func (h *Handle) slow(ctx context.Context, min time.Duration) (*oauth2.Token, er
 		now := k.clock.precise()
 		seen := h.cur.Load()
 		if s := seen; s != nil && s.validUntil-now > int64(min) {
-			h.touch(now / 1e9)
-			k.usage.Record(now)
+			if try == 0 { // a caller that waited was recorded when it came
+				h.touch(now / 1e9)
+				k.usage.Record(now)
+			}
 			return s.tok, nil
 		}
 		if h.removed.Load() {
