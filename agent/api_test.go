@@ -139,7 +139,11 @@ func TestListAndOverview(t *testing.T) {
 	if status, _, _ := e.do(t, "POST", "/v1/tokens/beta/refresh", ""); status != 200 {
 		t.Fatal(status)
 	}
-	e.ev.wait(t, n, tokenkeeper.EventSucceeded, "beta")
+	_, m := e.ev.wait(t, n, tokenkeeper.EventSucceeded, "beta")
+	// Planning runs after a refresh, on the keeper's scheduler: wait for the
+	// plans that the statuses below report.
+	e.ev.wait(t, m, tokenkeeper.EventScheduled, "beta")
+	e.ev.wait(t, 0, tokenkeeper.EventScheduled, "alpha")
 	e.do(t, "GET", "/v1/tokens/alpha", "") // some activity
 
 	status, _, body := e.do(t, "GET", "/v1/tokens", "")
