@@ -14,8 +14,8 @@ import (
 	"github.com/tokenkeeper/tokenkeeper"
 )
 
-// statusJSON is the secret-free JSON form of tokenkeeper.Status.
-type statusJSON struct {
+// TokenStatus is the secret-free JSON form of tokenkeeper.Status.
+type TokenStatus struct {
 	Name            string    `json:"name"`
 	Group           string    `json:"group"`
 	State           string    `json:"state"`
@@ -40,8 +40,8 @@ type statusJSON struct {
 	Ready           bool      `json:"ready"`
 }
 
-func toStatusJSON(st tokenkeeper.Status, now time.Time) statusJSON {
-	j := statusJSON{
+func toStatusJSON(st tokenkeeper.Status, now time.Time) TokenStatus {
+	j := TokenStatus{
 		Name: st.Name, Group: st.Group, State: st.State.String(),
 		Issued: st.Issued, ExpiresAt: st.Expiry,
 		NextRefresh: st.NextRefresh, NextReason: st.NextReason,
@@ -97,9 +97,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Write(append(b, '\n'))
 }
 
-func (s *Server) statuses(now time.Time) []statusJSON {
+func (s *Server) statuses(now time.Time) []TokenStatus {
 	sts := s.k.Status()
-	out := make([]statusJSON, len(sts))
+	out := make([]TokenStatus, len(sts))
 	for i, st := range sts {
 		out[i] = toStatusJSON(st, now)
 	}
@@ -112,7 +112,7 @@ func (s *Server) serveList(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, struct {
-		Tokens []statusJSON `json:"tokens"`
+		Tokens []TokenStatus `json:"tokens"`
 	}{s.statuses(time.Now())})
 }
 

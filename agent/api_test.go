@@ -50,7 +50,7 @@ func TestRefreshEndpoint(t *testing.T) {
 				}
 				return
 			}
-			var st statusJSON
+			var st TokenStatus
 			if err := json.Unmarshal([]byte(body), &st); err != nil {
 				t.Fatal(err)
 			}
@@ -150,7 +150,7 @@ func TestListAndOverview(t *testing.T) {
 	if status != 200 {
 		t.Fatal(status, body)
 	}
-	var list struct{ Tokens []statusJSON }
+	var list struct{ Tokens []TokenStatus }
 	if err := json.Unmarshal([]byte(body), &list); err != nil {
 		t.Fatal(err)
 	}
@@ -466,7 +466,7 @@ func TestEventStream(t *testing.T) {
 	e.do(t, "POST", "/v1/tokens/beta/refresh", "")
 
 	ev := next(t, all, "succeeded")
-	var j eventJSON
+	var j EventJSON
 	if err := json.Unmarshal([]byte(ev.data), &j); err != nil {
 		t.Fatal(err)
 	}

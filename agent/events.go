@@ -13,9 +13,9 @@ import (
 	"github.com/tokenkeeper/tokenkeeper"
 )
 
-// eventJSON is the secret-free JSON form of a keeper event, as the event
+// EventJSON is the secret-free JSON form of a keeper event, as the event
 // stream sends it.
-type eventJSON struct {
+type EventJSON struct {
 	Seq       uint64    `json:"seq"`
 	Kind      string    `json:"kind"`
 	Token     string    `json:"token,omitempty"`
@@ -31,8 +31,8 @@ type eventJSON struct {
 	Error     string    `json:"error,omitempty"`
 }
 
-func toEventJSON(seq uint64, e tokenkeeper.Event) eventJSON {
-	j := eventJSON{
+func toEventJSON(seq uint64, e tokenkeeper.Event) EventJSON {
+	j := EventJSON{
 		Seq: seq, Kind: e.Kind.String(), Token: e.Token, Group: e.Group, Time: e.Time,
 		At: e.At, Reason: e.Reason, Attempt: e.Attempt, Latency: e.Latency.Seconds(),
 		Expiry: e.Expiry, NextRetry: e.NextRetry,

@@ -69,7 +69,7 @@ type overview struct {
 	HistorySeconds float64       `json:"history_seconds"`
 	Ready          bool          `json:"ready"`
 	Auth           bool          `json:"auth"`
-	Tokens         []statusJSON  `json:"tokens"`
+	Tokens         []TokenStatus `json:"tokens"`
 	Queue          queueJSON     `json:"queue"`
 	EventsDropped  uint64        `json:"events_dropped"`
 	Activity       activityJSON  `json:"activity"`
@@ -168,7 +168,7 @@ func (s *Server) serveOverview(w http.ResponseWriter, r *http.Request) {
 	ov := overview{
 		Version: s.version, Now: now, Started: s.started, HistorySeconds: s.history.Seconds(),
 		Ready: true, Auth: s.secret != "",
-		Tokens:        make([]statusJSON, len(sts)),
+		Tokens:        make([]TokenStatus, len(sts)),
 		Queue:         queueJSON{Queued: q, Running: running, Panics: panics},
 		EventsDropped: s.k.DroppedEvents(),
 		Activity: activityJSON{Start: from, StepSeconds: 60,

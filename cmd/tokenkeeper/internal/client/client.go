@@ -16,6 +16,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/tokenkeeper/tokenkeeper/agent"
 )
 
 // Client is an agent's API client. It is safe for concurrent use.
@@ -80,47 +82,11 @@ type Token struct {
 	IDToken     string    `json:"id_token,omitempty"`
 }
 
-// Status is one token's status (see docs/agent-api.md).
-type Status struct {
-	Name            string    `json:"name"`
-	Group           string    `json:"group"`
-	State           string    `json:"state"`
-	Issued          time.Time `json:"issued,omitzero"`
-	ExpiresAt       time.Time `json:"expires_at,omitzero"`
-	NextRefresh     time.Time `json:"next_refresh,omitzero"`
-	NextReason      string    `json:"next_reason,omitempty"`
-	WindowStart     time.Time `json:"window_start,omitzero"`
-	WindowEnd       time.Time `json:"window_end,omitzero"`
-	RefreshingSince time.Time `json:"refreshing_since,omitzero"`
-	Refreshes       uint64    `json:"refreshes"`
-	Failed          uint64    `json:"failed"`
-	Failures        int       `json:"consecutive_failures"`
-	LastRefresh     time.Time `json:"last_refresh,omitzero"`
-	LastLatency     float64   `json:"last_latency_seconds"`
-	LatencyP99      float64   `json:"latency_p99_seconds"`
-	LastError       string    `json:"last_error,omitempty"`
-	Breaker         string    `json:"breaker"`
-	BreakerUntil    time.Time `json:"breaker_until,omitzero"`
-	LastUsed        time.Time `json:"last_used,omitzero"`
-	Ready           bool      `json:"ready"`
-}
+// Status is one token's status as the agent reports it.
+type Status = agent.TokenStatus
 
 // Event is one event of the agent's event stream.
-type Event struct {
-	Seq       uint64    `json:"seq"`
-	Kind      string    `json:"kind"`
-	Token     string    `json:"token,omitempty"`
-	Group     string    `json:"group,omitempty"`
-	Time      time.Time `json:"time"`
-	At        time.Time `json:"at,omitzero"`
-	Reason    string    `json:"reason,omitempty"`
-	Attempt   int       `json:"attempt,omitempty"`
-	Latency   float64   `json:"latency_seconds,omitempty"`
-	Expiry    time.Time `json:"expiry,omitzero"`
-	NextRetry time.Time `json:"next_retry,omitzero"`
-	Breaker   string    `json:"breaker,omitempty"`
-	Error     string    `json:"error,omitempty"`
-}
+type Event = agent.EventJSON
 
 func (c *Client) do(ctx context.Context, method, path string, body io.Reader, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
