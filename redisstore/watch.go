@@ -315,10 +315,17 @@ func (s *Store) look(name string) {
 	if e.yield && ord != 0 {
 		ord = +1 // a Save lost: the stored token wins, whatever its expiry
 	}
-	e.yield = false
 	e.mu.Unlock()
+	// The yield is consumed once the decision is carried out, not when it
+	// is deferred: a deferred install must still let the stored token win.
+	consumeYield := func() {
+		e.mu.Lock()
+		e.yield = false
+		e.mu.Unlock()
+	}
 	if standIn && st.tok != nil && st.tok.Expiry.Equal(cur.tok.Expiry) {
 		// The keeper holds the stored token (it loaded it when it was added).
+		consumeYield()
 		e.observe(st)
 		e.setHeld(st.tok)
 		return
@@ -327,12 +334,14 @@ func (s *Store) look(name string) {
 	switch {
 	case ord > 0 && usable(st.tok, now, s.usableMargin()):
 		if h == nil {
+			consumeYield()
 			e.observe(st)
 			return
 		}
 		if s.deferAdopt(name, h, now) {
 			return
 		}
+		consumeYield()
 		e.observe(st)
 		if err := h.Adopt(st.tok); err == nil {
 			e.setHeld(st.tok)
@@ -342,8 +351,10 @@ func (s *Store) look(name string) {
 	case ord < 0 && !standIn && usable(cur.tok, now, s.usableMargin()):
 		// This process holds a newer token than Redis: refreshed while Redis
 		// was unreachable, or Redis lost its data.
+		consumeYield()
 		s.writeBack(ctx, e, cur.tok, st)
 	default:
+		consumeYield()
 		e.observe(st)
 	}
 }
