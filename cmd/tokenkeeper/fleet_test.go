@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -19,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tokenkeeper/tokenkeeper/internal/testredis"
 
 	"github.com/tokenkeeper/tokenkeeper/cmd/tokenkeeper/internal/client"
 	"github.com/tokenkeeper/tokenkeeper/internal/devissuer"
@@ -64,7 +65,7 @@ func TestFleetOfAgentsOneRefreshPerCycle(t *testing.T) {
 		t.Skip("finds the lock holder's process through /proc (Linux only)")
 	}
 	start := time.Now()
-	redisAddr := startFleetRedis(t)
+	redisAddr := testredis.Start(t)
 	f := newFleetIssuer(t)
 
 	dir, err := os.MkdirTemp("", "tkf") // short: Unix socket paths
@@ -605,55 +606,4 @@ func hexPort(addr string) int {
 func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
-}
-
-// startFleetRedis runs a redis-server of the test's own on a free loopback
-// port and returns its address. Without redis-server the test is skipped,
-// or fails if TOKENKEEPER_REQUIRE_REDIS=1.
-func startFleetRedis(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		const hint = "redis-server is not installed; install it with `apt-get install -y redis-server` (Debian/Ubuntu)"
-		if os.Getenv("TOKENKEEPER_REQUIRE_REDIS") == "1" {
-			t.Fatal(hint + " (TOKENKEEPER_REQUIRE_REDIS=1 makes this a failure)")
-		}
-		t.Skip(hint + "; TOKENKEEPER_REQUIRE_REDIS=1 makes this a failure")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "",
-		"--appendonly", "no", "--dir", t.TempDir(), "--daemonize", "no")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-	})
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	waitFor(t, "redis-server answers", 10*time.Second, func() bool {
-		select {
-		case <-exited:
-			t.Fatalf("redis-server exited at start")
-		default:
-		}
-		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
-		if err != nil {
-			return false
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(time.Second))
-		c.Write([]byte("PING\r\n"))
-		buf := make([]byte, 7)
-		n, _ := c.Read(buf)
-		return string(buf[:n]) == "+PONG\r\n"
-	})
-	return addr
 }

@@ -6,70 +6,23 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tokenkeeper/tokenkeeper/internal/testredis"
+
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/tokenkeeper/tokenkeeper/redisstore"
 )
-
-// startRedis runs a redis-server of the test's own on a free loopback port
-// and returns its address. Without redis-server the test is skipped, or
-// fails if TOKENKEEPER_REQUIRE_REDIS=1.
-func startRedis(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		const hint = "redis-server is not installed; install it with `apt-get install -y redis-server` (Debian/Ubuntu)"
-		if os.Getenv("TOKENKEEPER_REQUIRE_REDIS") == "1" {
-			t.Fatal(hint)
-		}
-		t.Skip(hint)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	dir := t.TempDir()
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "",
-		"--appendonly", "no", "--dir", dir, "--daemonize", "no")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-	})
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	waitFor(t, "redis-server answers", 10*time.Second, func() bool {
-		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
-		if err != nil {
-			return false
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(time.Second))
-		c.Write([]byte("PING\r\n"))
-		buf := make([]byte, 7)
-		n, _ := c.Read(buf)
-		return string(buf[:n]) == "+PONG\r\n"
-	})
-	return addr
-}
 
 // TestRedisStoreSharedByTwoAgents: two agents configured with the same
 // token and one Redis refresh it once per cycle between them: a refresh by
 // one is installed in the other, and neither ever sends a spent refresh
 // token to the (rotating, reuse-detecting) issuer.
 func TestRedisStoreSharedByTwoAgents(t *testing.T) {
-	addr := startRedis(t)
+	addr := testredis.Start(t)
 	e := newEnv(t, time.Hour)
 	e.grant("a")
 	e.write("store.key", strings.Repeat("5a", 32))
